@@ -1,0 +1,11 @@
+"""Ground-floor neural-network layers shared by the models."""
+from .batch_norm import FrozenBatchNorm2d, LayerNorm2d, get_norm
+from .mlp import MLP
+from .position_encoding import PositionEmbeddingSine
+from .shape_spec import ShapeSpec
+from .wrappers import Conv2d, c2_msra_fill, c2_xavier_fill
+
+__all__ = [
+    "Conv2d", "FrozenBatchNorm2d", "LayerNorm2d", "MLP", "PositionEmbeddingSine", "ShapeSpec", "c2_msra_fill", "c2_xavier_fill",
+    "get_norm",
+]

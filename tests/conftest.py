@@ -1,0 +1,25 @@
+"""Shared pytest fixtures: where the official reference data lives."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+REFERENCE_DIR = Path(
+    os.environ.get("MASK2FORMER_REFERENCE_DIR", REPO_ROOT.parent / "shared" / "reference")
+)
+
+
+@pytest.fixture(scope="session")
+def reference_dir() -> Path:
+    """``../shared/reference`` (official outputs and key lists); skips the test if absent."""
+    if not REFERENCE_DIR.is_dir():
+        pytest.skip(f"official reference data not found at {REFERENCE_DIR}")
+    return REFERENCE_DIR
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    return REPO_ROOT
