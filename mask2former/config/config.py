@@ -44,6 +44,15 @@ class CfgNode(_FvcoreCfgNode):
             raise ValueError(
                 f"Config overrides must be KEY VALUE pairs, got an odd number of items: {cfg_list}"
             )
+        # yacs reports an unknown override key with an AssertionError; check keys first.
+        for full_key in cfg_list[0::2]:
+            node = self
+            for subkey in str(full_key).split("."):
+                if not isinstance(node, _FvcoreCfgNode) or subkey not in node:
+                    raise ConfigKeyError(
+                        f"Non-existent config key: {full_key} (in command-line overrides)"
+                    )
+                node = node[subkey]
         try:
             super().merge_from_list(cfg_list)
         except KeyError as err:
