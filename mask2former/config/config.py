@@ -1,10 +1,13 @@
 """``CfgNode`` with ``_BASE_`` inheritance and errors that name the offending key and file."""
 from __future__ import annotations
 
-from typing import Any, List, Optional
+import os
+from typing import Any, Dict, List
 
 from fvcore.common.config import CfgNode as _FvcoreCfgNode
 from iopath.common.file_io import PathManager as _PathManagerClass
+
+from .yaml_loader import load_yaml
 
 _PATH_MANAGER = _PathManagerClass()
 
@@ -27,10 +30,35 @@ class CfgNode(_FvcoreCfgNode):
     def _open_cfg(cls, filename: str):
         return _PATH_MANAGER.open(filename, "r")
 
+    @classmethod
+    def load_yaml_with_base(cls, filename: str, allow_unsafe: bool = False) -> Dict[str, Any]:
+        """Load a YAML file as a dict, merged on top of its ``_BASE_`` file (recursively).
+
+        Never runs code from the file: the official numeric ``!!python/object/apply:eval`` lists
+        are evaluated by a restricted arithmetic evaluator; ``allow_unsafe`` is accepted for
+        detectron2 compatibility and ignored.
+        """
+        if not _PATH_MANAGER.exists(filename):
+            raise FileNotFoundError(f"Config file {filename!r} does not exist")
+        with cls._open_cfg(filename) as f:
+            cfg = load_yaml(f, filename) or {}
+        if not isinstance(cfg, dict):
+            raise ValueError(f"Config file {filename!r} must hold a mapping at the top level")
+        base = cfg.pop(BASE_KEY, None)
+        if base is None:
+            return cfg
+        base_path = os.path.expanduser(base)
+        if not base_path.startswith(("/", "~")) and "://" not in base_path:
+            base_path = os.path.join(os.path.dirname(filename), base_path)
+        if not _PATH_MANAGER.exists(base_path):
+            raise FileNotFoundError(f"_BASE_ {base!r} of config file {filename!r} does not exist "
+                                    f"(looked for {base_path!r})")
+        base_cfg = cls.load_yaml_with_base(base_path, allow_unsafe=allow_unsafe)
+        _merge_dict_into(cfg, base_cfg)
+        return base_cfg
+
     def merge_from_file(self, cfg_filename: str, allow_unsafe: bool = False) -> None:
         """Merge a YAML file (and its ``_BASE_`` chain) into this config."""
-        if not _PATH_MANAGER.exists(cfg_filename):
-            raise FileNotFoundError(f"Config file {cfg_filename!r} does not exist")
         loaded = self.load_yaml_with_base(cfg_filename, allow_unsafe=allow_unsafe)
         loaded = type(self)(loaded)
         try:
@@ -58,16 +86,21 @@ class CfgNode(_FvcoreCfgNode):
         except KeyError as err:
             raise ConfigKeyError(f"{_key_error_text(err)} (in command-line overrides)") from None
 
-    def dump(self, *args, **kwargs) -> str:
-        """The config as a YAML string that ``merge_from_file`` reads back."""
-        return super().dump(*args, **kwargs)
+
+
+BASE_KEY = "_BASE_"
+
+
+def _merge_dict_into(source: Dict[str, Any], target: Dict[str, Any]) -> None:
+    """Recursively write ``source`` over ``target`` (nested dicts merged, other values replaced)."""
+    for key, value in source.items():
+        if isinstance(value, dict) and isinstance(target.get(key), dict):
+            _merge_dict_into(value, target[key])
+        else:
+            target[key] = value
 
 
 def _key_error_text(err: KeyError) -> str:
     text = err.args[0] if err.args else str(err)
     return str(text)
 
-
-def get_yaml_path(path: str) -> Optional[str]:
-    """Return ``path`` if it exists, else None (helper for tools)."""
-    return path if _PATH_MANAGER.exists(path) else None
