@@ -1,0 +1,304 @@
+"""Mask2Former's pixel decoder: a deformable-attention encoder over 3 scales plus FPN levels.
+
+The encoder (Deformable DETR's, encoder only) mixes the low-resolution levels (by default
+res3..res5, 1/8..1/32); plain FPN steps then add the higher-resolution levels down to
+``common_stride`` (res2 at 1/4), whose output gives the per-pixel mask features.
+Module names match the official checkpoints (``input_proj.{i}.{0,1}``,
+``transformer.level_embed``, ``transformer.encoder.layers.{i}.self_attn.*``, ``adapter_1``, ...).
+"""
+from __future__ import annotations
+
+import logging
+import math
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ...config.configurable import configurable
+from ...layers import Conv2d, PositionEmbeddingSine, ShapeSpec, c2_xavier_fill, get_norm
+from ...layers.ms_deform_attn import MSDeformAttn
+from ..build import PIXEL_DECODER_REGISTRY
+from ..transformer_decoder.transformer import get_activation_fn, get_clones
+
+__all__ = [
+    "MSDeformAttnPixelDecoder",
+    "MSDeformAttnTransformerEncoderOnly",
+    "MSDeformAttnTransformerEncoder",
+    "MSDeformAttnTransformerEncoderLayer",
+]
+
+logger = logging.getLogger(__name__)
+
+
+class MSDeformAttnTransformerEncoderLayer(nn.Module):
+    """Deformable self-attention + FFN, post-norm."""
+
+    def __init__(self, d_model: int = 256, d_ffn: int = 1024, dropout: float = 0.1,
+                 activation: str = "relu", n_levels: int = 4, n_heads: int = 8, n_points: int = 4):
+        super().__init__()
+        self.self_attn = MSDeformAttn(d_model, n_levels, n_heads, n_points)
+        self.dropout1 = nn.Dropout(dropout)
+        self.norm1 = nn.LayerNorm(d_model)
+
+        self.linear1 = nn.Linear(d_model, d_ffn)
+        self.activation = get_activation_fn(activation)
+        self.dropout2 = nn.Dropout(dropout)
+        self.linear2 = nn.Linear(d_ffn, d_model)
+        self.dropout3 = nn.Dropout(dropout)
+        self.norm2 = nn.LayerNorm(d_model)
+
+    def forward_ffn(self, src: Tensor) -> Tensor:
+        src2 = self.linear2(self.dropout2(self.activation(self.linear1(src))))
+        return self.norm2(src + self.dropout3(src2))
+
+    def forward(self, src: Tensor, pos: Optional[Tensor], reference_points: Tensor,
+                spatial_shapes: Tensor, level_start_index: Tensor,
+                padding_mask: Optional[Tensor] = None) -> Tensor:
+        """(N, S, C) tokens of all levels, (N, S, C) pos, (N, S, L, 2) reference points -> (N, S, C)."""
+        query = src if pos is None else src + pos
+        src2 = self.self_attn(query, reference_points, src, spatial_shapes, level_start_index, padding_mask)
+        src = self.norm1(src + self.dropout1(src2))
+        return self.forward_ffn(src)
+
+
+class MSDeformAttnTransformerEncoder(nn.Module):
+    """``num_layers`` copies of the encoder layer; every token is a query at its own pixel centre."""
+
+    def __init__(self, encoder_layer: nn.Module, num_layers: int):
+        super().__init__()
+        self.layers = get_clones(encoder_layer, num_layers)
+        self.num_layers = num_layers
+
+    @staticmethod
+    def get_reference_points(spatial_shapes: Sequence[Tuple[int, int]], valid_ratios: Tensor,
+                             device: torch.device) -> Tensor:
+        """Pixel centres of every level, normalised by each level's valid size.
+
+        Args: spatial_shapes: L pairs (H_l, W_l); valid_ratios: (N, L, 2) valid (w, h) fractions.
+        Returns: (N, S, L, 2) (x, y) reference points, S = sum of H_l * W_l.
+        """
+        reference_points_list = []
+        for lvl, (H, W) in enumerate(spatial_shapes):
+            ref_y, ref_x = torch.meshgrid(
+                torch.linspace(0.5, H - 0.5, H, dtype=torch.float32, device=device),
+                torch.linspace(0.5, W - 0.5, W, dtype=torch.float32, device=device),
+                indexing="ij",
+            )
+            ref_y = ref_y.reshape(-1)[None] / (valid_ratios[:, None, lvl, 1] * H)  # (N, H*W)
+            ref_x = ref_x.reshape(-1)[None] / (valid_ratios[:, None, lvl, 0] * W)
+            reference_points_list.append(torch.stack((ref_x, ref_y), -1))
+        reference_points = torch.cat(reference_points_list, 1)  # (N, S, 2)
+        return reference_points[:, :, None] * valid_ratios[:, None]  # (N, S, L, 2)
+
+    def forward(self, src: Tensor, spatial_shapes: Tensor, level_start_index: Tensor,
+                valid_ratios: Tensor, pos: Optional[Tensor] = None,
+                padding_mask: Optional[Tensor] = None) -> Tensor:
+        """(N, S, C) -> (N, S, C)."""
+        reference_points = self.get_reference_points(spatial_shapes.tolist(), valid_ratios, src.device)
+        output = src
+        for layer in self.layers:
+            output = layer(output, pos, reference_points, spatial_shapes, level_start_index, padding_mask)
+        return output
+
+
+class MSDeformAttnTransformerEncoderOnly(nn.Module):
+    """Deformable DETR's encoder over a list of feature maps (with a learned level embedding)."""
+
+    def __init__(self, d_model: int = 256, nhead: int = 8, num_encoder_layers: int = 6,
+                 dim_feedforward: int = 1024, dropout: float = 0.1, activation: str = "relu",
+                 num_feature_levels: int = 4, enc_n_points: int = 4):
+        super().__init__()
+        self.d_model = d_model
+        self.nhead = nhead
+        encoder_layer = MSDeformAttnTransformerEncoderLayer(
+            d_model, dim_feedforward, dropout, activation, num_feature_levels, nhead, enc_n_points
+        )
+        self.encoder = MSDeformAttnTransformerEncoder(encoder_layer, num_encoder_layers)
+        self.level_embed = nn.Parameter(torch.empty(num_feature_levels, d_model))
+        self._reset_parameters()
+
+    def _reset_parameters(self) -> None:
+        for p in self.parameters():
+            if p.dim() > 1:
+                nn.init.xavier_uniform_(p)
+        for m in self.modules():
+            if isinstance(m, MSDeformAttn):
+                m._reset_parameters()
+        nn.init.normal_(self.level_embed)
+
+    @staticmethod
+    def get_valid_ratio(mask: Tensor) -> Tensor:
+        """(N, H, W) bool padding mask -> (N, 2) valid (w, h) fractions."""
+        _, H, W = mask.shape
+        valid_H = torch.sum(~mask[:, :, 0], 1)
+        valid_W = torch.sum(~mask[:, 0, :], 1)
+        return torch.stack([valid_W.float() / W, valid_H.float() / H], -1)
+
+    def forward(self, srcs: List[Tensor], pos_embeds: List[Tensor],
+                masks: Optional[List[Tensor]] = None) -> Tuple[Tensor, Tensor, Tensor]:
+        """Encode L maps (N, C, H_l, W_l) with their position encodings.
+
+        ``masks`` (N, H_l, W_l) bool, True on padding, default none (as the official decoder).
+        Returns: memory (N, S, C), spatial_shapes (L, 2) long, level_start_index (L,) long.
+        """
+        bs = srcs[0].shape[0]
+        device = srcs[0].device
+        shapes = [tuple(src.shape[-2:]) for src in srcs]
+        src_flatten = torch.cat([src.flatten(2).transpose(1, 2) for src in srcs], 1)  # (N, S, C)
+        lvl_pos_embed_flatten = torch.cat(
+            [pos.flatten(2).transpose(1, 2) + self.level_embed[lvl].view(1, 1, -1)
+             for lvl, pos in enumerate(pos_embeds)], 1)  # (N, S, C)
+        spatial_shapes = torch.as_tensor(shapes, dtype=torch.long, device=device)
+        level_start_index = torch.cat((spatial_shapes.new_zeros((1,)), spatial_shapes.prod(1).cumsum(0)[:-1]))
+        if masks is None:
+            # no padding: valid ratios are exactly 1 and masking the values is a no-op
+            mask_flatten = None
+            valid_ratios = src_flatten.new_ones(bs, len(srcs), 2)
+        else:
+            mask_flatten = torch.cat([m.flatten(1) for m in masks], 1)
+            valid_ratios = torch.stack([self.get_valid_ratio(m) for m in masks], 1)  # (N, L, 2)
+
+        memory = self.encoder(src_flatten, spatial_shapes, level_start_index, valid_ratios,
+                              lvl_pos_embed_flatten, mask_flatten)
+        return memory, spatial_shapes, level_start_index
+
+
+@PIXEL_DECODER_REGISTRY.register()
+class MSDeformAttnPixelDecoder(nn.Module):
+    """Deformable-attention encoder on the ``transformer_in_features`` + FPN down to ``common_stride``."""
+
+    @configurable
+    def __init__(self, input_shape: Dict[str, ShapeSpec], *, transformer_dropout: float,
+                 transformer_nheads: int, transformer_dim_feedforward: int,
+                 transformer_enc_layers: int, conv_dim: int, mask_dim: int,
+                 norm: Optional[Union[str, Callable[[int], nn.Module]]] = None,
+                 transformer_in_features: List[str], common_stride: int):
+        """
+        Args:
+            input_shape: channels / stride of every input feature (e.g. res2..res5).
+            transformer_dropout / _nheads / _dim_feedforward / _enc_layers: deformable encoder.
+            conv_dim: channels of the encoder and FPN convs; mask_dim: mask feature channels.
+            norm: norm of the FPN convs.
+            transformer_in_features: features fed to the encoder (e.g. res3, res4, res5).
+            common_stride: stride of the mask features; FPN levels are added down to it.
+        """
+        super().__init__()
+        missing = [f for f in transformer_in_features if f not in input_shape]
+        if missing:
+            raise ValueError(
+                f"DEFORMABLE_TRANSFORMER_ENCODER_IN_FEATURES {missing} are not among the pixel "
+                f"decoder inputs {sorted(input_shape)}"
+            )
+        shapes = sorted(input_shape.items(), key=lambda kv: kv[1].stride)
+        self.in_features = [k for k, _ in shapes]  # high to low resolution
+        self.feature_strides = [v.stride for _, v in shapes]
+        self.feature_channels = [v.channels for _, v in shapes]
+
+        encoder_shapes = [(k, v) for k, v in shapes if k in transformer_in_features]
+        self.transformer_in_features = [k for k, _ in encoder_shapes]  # high to low resolution
+        encoder_channels = [v.channels for _, v in encoder_shapes]
+        self.transformer_feature_strides = [v.stride for _, v in encoder_shapes]
+        self.transformer_num_feature_levels = len(self.transformer_in_features)
+
+        # one 1x1 conv + GroupNorm per encoder level, low to high resolution
+        self.input_proj = nn.ModuleList([
+            nn.Sequential(nn.Conv2d(in_channels, conv_dim, kernel_size=1), nn.GroupNorm(32, conv_dim))
+            for in_channels in encoder_channels[::-1]
+        ])
+        for proj in self.input_proj:
+            nn.init.xavier_uniform_(proj[0].weight, gain=1)
+            nn.init.constant_(proj[0].bias, 0)
+
+        self.transformer = MSDeformAttnTransformerEncoderOnly(
+            d_model=conv_dim,
+            dropout=transformer_dropout,
+            nhead=transformer_nheads,
+            dim_feedforward=transformer_dim_feedforward,
+            num_encoder_layers=transformer_enc_layers,
+            num_feature_levels=self.transformer_num_feature_levels,
+        )
+        self.pe_layer = PositionEmbeddingSine(conv_dim // 2, normalize=True)
+
+        self.mask_dim = mask_dim
+        self.mask_features = Conv2d(conv_dim, mask_dim, kernel_size=1, stride=1, padding=0)
+        c2_xavier_fill(self.mask_features)
+
+        self.maskformer_num_feature_levels = 3  # always 3 scales for the transformer decoder
+        self.common_stride = common_stride
+
+        # extra FPN levels from the encoder's finest stride down to common_stride
+        stride = min(self.transformer_feature_strides)
+        self.num_fpn_levels = int(math.log2(stride) - math.log2(self.common_stride))
+
+        lateral_convs, output_convs = [], []
+        use_bias = norm == ""
+        for idx, in_channels in enumerate(self.feature_channels[:self.num_fpn_levels]):
+            lateral_conv = Conv2d(in_channels, conv_dim, kernel_size=1, bias=use_bias,
+                                  norm=get_norm(norm, conv_dim))
+            output_conv = Conv2d(conv_dim, conv_dim, kernel_size=3, stride=1, padding=1, bias=use_bias,
+                                 norm=get_norm(norm, conv_dim), activation=F.relu)
+            c2_xavier_fill(lateral_conv)
+            c2_xavier_fill(output_conv)
+            self.add_module(f"adapter_{idx + 1}", lateral_conv)
+            self.add_module(f"layer_{idx + 1}", output_conv)
+            lateral_convs.append(lateral_conv)
+            output_convs.append(output_conv)
+        # top-down order (low to high resolution); plain lists, the modules are registered above
+        self.lateral_convs = lateral_convs[::-1]
+        self.output_convs = output_convs[::-1]
+
+    @classmethod
+    def from_config(cls, cfg, input_shape: Dict[str, ShapeSpec]) -> dict:
+        head = cfg.MODEL.SEM_SEG_HEAD
+        return {
+            "input_shape": {k: v for k, v in input_shape.items() if k in head.IN_FEATURES},
+            "conv_dim": head.CONVS_DIM,
+            "mask_dim": head.MASK_DIM,
+            "norm": head.NORM,
+            "transformer_dropout": cfg.MODEL.MASK_FORMER.DROPOUT,
+            # official quirks: heads from MASK_FORMER.NHEADS (not DEFORMABLE_..._N_HEADS),
+            # FFN width fixed at 1024 (not DIM_FEEDFORWARD), 4 points (not ..._N_POINTS)
+            "transformer_nheads": cfg.MODEL.MASK_FORMER.NHEADS,
+            "transformer_dim_feedforward": 1024,
+            "transformer_enc_layers": head.TRANSFORMER_ENC_LAYERS,
+            "transformer_in_features": head.DEFORMABLE_TRANSFORMER_ENCODER_IN_FEATURES,
+            "common_stride": head.COMMON_STRIDE,
+        }
+
+    def forward_features(self, features: Dict[str, Tensor]) -> Tuple[Tensor, Tensor, List[Tensor]]:
+        """Backbone features {name: (B, C_l, H_l, W_l)} -> (mask_features (B, mask_dim, H/4, W/4),
+        encoder output of the lowest level (B, conv_dim, H/32, W/32),
+        multi_scale_features: 3 maps (B, conv_dim, ., .), lowest resolution first)."""
+        device_type = features[self.in_features[0]].device.type
+        with torch.autocast(device_type=device_type, enabled=False):  # deformable attn in fp32
+            return self._forward_features(features)
+
+    def _forward_features(self, features: Dict[str, Tensor]) -> Tuple[Tensor, Tensor, List[Tensor]]:
+        srcs, pos = [], []
+        for idx, name in enumerate(self.transformer_in_features[::-1]):  # low to high resolution
+            x = features[name].float()
+            srcs.append(self.input_proj[idx](x))  # (B, conv_dim, H_l, W_l)
+            pos.append(self.pe_layer(x))
+
+        memory, spatial_shapes, _ = self.transformer(srcs, pos)  # (B, S, conv_dim)
+        bs = memory.shape[0]
+        shapes = [tuple(src.shape[-2:]) for src in srcs]
+        out = [
+            z.transpose(1, 2).view(bs, -1, h, w)  # (B, conv_dim, H_l, W_l)
+            for z, (h, w) in zip(memory.split([h * w for h, w in shapes], dim=1), shapes)
+        ]
+
+        for idx, name in enumerate(self.in_features[:self.num_fpn_levels][::-1]):
+            x = features[name].float()
+            cur_fpn = self.lateral_convs[idx](x)
+            y = cur_fpn + F.interpolate(out[-1], size=cur_fpn.shape[-2:], mode="bilinear", align_corners=False)
+            out.append(self.output_convs[idx](y))
+
+        multi_scale_features = out[:self.maskformer_num_feature_levels]
+        return self.mask_features(out[-1]), out[0], multi_scale_features
+
+    def forward(self, features: Dict[str, Tensor], targets=None):
+        logger.warning("Calling forward() may cause unpredicted behavior of PixelDecoder module.")
+        return self.forward_features(features)
