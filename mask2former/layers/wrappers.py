@@ -9,7 +9,19 @@ from torch.nn import functional as F
 
 __all__ = ["Conv2d", "c2_xavier_fill", "c2_msra_fill"]
 
-from fvcore.nn.weight_init import c2_msra_fill, c2_xavier_fill  # noqa: E402  (re-exported)
+
+def c2_xavier_fill(module: nn.Module) -> None:
+    """Caffe2's "XavierFill" (uniform, fan-in, a=1) for ``module.weight``; zero bias."""
+    nn.init.kaiming_uniform_(module.weight, a=1)
+    if module.bias is not None:
+        nn.init.constant_(module.bias, 0)
+
+
+def c2_msra_fill(module: nn.Module) -> None:
+    """Caffe2's "MSRAFill" (normal, fan-out, ReLU gain) for ``module.weight``; zero bias."""
+    nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+    if module.bias is not None:
+        nn.init.constant_(module.bias, 0)
 
 
 class Conv2d(nn.Conv2d):
