@@ -1,0 +1,201 @@
+"""Reading checkpoint files and loading their weights into a model, with a report.
+
+* :func:`load_checkpoint_file`: a local file -> ``{"model": state_dict, ...extra}``.
+  ``.pkl`` (detectron2 model zoo or Caffe2) through the restricted unpickler, everything else
+  through ``torch.load(weights_only=True)`` (numpy arrays allowed). Nothing that can run code
+  is ever unpickled.
+* :func:`load_state_dict_into_model`: numpy -> tensors (cast to each entry's dtype in the
+  model, e.g. float16 official weights -> float32), optional name-matching heuristics,
+  shape mismatches skipped, ``_metadata`` (per-module versions) kept, ``strict=False`` load.
+* :func:`format_incompatible_keys`: the missing / unexpected / shape-mismatch table.
+"""
+from __future__ import annotations
+
+import inspect
+from collections import OrderedDict
+from typing import Any, Dict, Iterable, List, Mapping, MutableMapping, Tuple
+from urllib.parse import parse_qs
+
+import numpy as np
+import torch
+from fvcore.common.checkpoint import _IncompatibleKeys, _filter_reused_missing_keys, _strip_prefix_if_present
+from tabulate import tabulate
+from torch import nn
+
+from .c2_model_loading import align_and_update_state_dicts
+from .safe_pickle import load_pickle
+
+__all__ = [
+    "IncompatibleKeys",
+    "load_checkpoint_file",
+    "load_state_dict_into_model",
+    "format_incompatible_keys",
+    "torch_load_weights_only",
+]
+
+IncompatibleKeys = _IncompatibleKeys  # (missing_keys, unexpected_keys, incorrect_shapes)
+
+# Buffers that old checkpoints may lack and that the config initialises anyway (detectron2).
+_IGNORED_MISSING = ("pixel_mean", "pixel_std")
+
+
+def _numpy_safe_globals() -> List[Any]:
+    """What ``torch.load(weights_only=True)`` must additionally allow for numpy arrays."""
+    multiarray = np._core.multiarray if hasattr(np, "_core") else np.core.multiarray
+    allowed: List[Any] = [multiarray._reconstruct, multiarray.scalar, np.ndarray, np.dtype]
+    dtypes = getattr(np, "dtypes", None)  # numpy >= 1.25: one class per dtype
+    if dtypes is not None:
+        allowed += [c for c in vars(dtypes).values() if inspect.isclass(c) and issubclass(c, np.dtype)]
+    return allowed
+
+
+def torch_load_weights_only(path: str) -> Any:
+    """``torch.load(path, map_location="cpu", weights_only=True)`` that also accepts numpy data."""
+    try:
+        if hasattr(torch.serialization, "safe_globals"):  # torch >= 2.5
+            with torch.serialization.safe_globals(_numpy_safe_globals()):
+                return torch.load(path, map_location="cpu", weights_only=True)
+        torch.serialization.add_safe_globals(_numpy_safe_globals())
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise RuntimeError(
+            f"Could not load checkpoint file '{path}' with torch.load(weights_only=True): {err}\n"
+            "Only tensors, plain containers, numbers, strings and numpy arrays are accepted; "
+            "re-save the file as a plain state dict with a trusted tool."
+        ) from err
+
+
+def _is_zip(path: str) -> bool:
+    with open(path, "rb") as f:
+        return f.read(4) == b"PK\x03\x04"
+
+
+def load_checkpoint_file(path: str, url_query: str = "") -> Dict[str, Any]:
+    """Read a local checkpoint into detectron2's format ``{"model": state_dict, ...}``.
+
+    ``.pkl``: detectron2 model zoo (``{"model": dict, "__author__", ...}``) as is; any other dict is
+    taken as a Caffe2 / Detectron1 blob dict (``"blobs"``, ``*_momentum`` dropped) and marked
+    for C2 renaming + matching heuristics. ``.pyth``: pycls (``"model_state"``). Others
+    (``.pth``, ``.pt``...): ``torch.load``; a bare state dict is put under ``"model"``.
+    ``url_query`` (from ``...pth?matching_heuristics=True``) may turn the heuristics on.
+    """
+    if path.endswith(".pkl") and not _is_zip(path):
+        data = load_pickle(path)
+        if not isinstance(data, Mapping):
+            raise ValueError(f"Checkpoint file '{path}' holds a {type(data).__name__}, expected a dict")
+        if "model" in data and ("__author__" in data or isinstance(data["model"], Mapping)):
+            loaded = dict(data)
+        else:
+            blobs = data.get("blobs", data)
+            blobs = {k: v for k, v in blobs.items() if not k.endswith("_momentum")}
+            loaded = {"model": blobs, "__author__": "Caffe2", "matching_heuristics": True}
+    elif path.endswith(".pyth"):
+        data = torch_load_weights_only(path)
+        if not isinstance(data, Mapping) or "model_state" not in data:
+            raise ValueError(f"pycls checkpoint '{path}' has no 'model_state' entry")
+        state = {k: v for k, v in data["model_state"].items() if not k.endswith("num_batches_tracked")}
+        loaded = {"model": state, "__author__": "pycls", "matching_heuristics": True}
+    else:
+        data = torch_load_weights_only(path)
+        if not isinstance(data, Mapping):
+            raise ValueError(f"Checkpoint file '{path}' holds a {type(data).__name__}, expected a dict")
+        loaded = dict(data) if "model" in data else {"model": data}
+
+    queries = parse_qs(url_query)
+    if queries.pop("matching_heuristics", ["False"]) == ["True"]:
+        loaded["matching_heuristics"] = True
+    if queries:
+        raise ValueError(f"Unsupported query {queries} in the checkpoint URL of '{path}'")
+    if not isinstance(loaded["model"], Mapping):
+        raise ValueError(f"Checkpoint file '{path}': 'model' is a {type(loaded['model']).__name__}, expected a dict")
+    return loaded
+
+
+def _to_tensors(state_dict: MutableMapping[str, Any], source: str) -> None:
+    """numpy arrays -> tensors, in place (keeps the mapping object and its ``_metadata``)."""
+    for key in list(state_dict.keys()):
+        value = state_dict[key]
+        if isinstance(value, np.ndarray):
+            state_dict[key] = torch.from_numpy(value if value.flags.writeable else value.copy())
+        elif not isinstance(value, torch.Tensor):
+            raise ValueError(
+                f"Checkpoint {source}: entry {key!r} is a {type(value).__name__}, expected a tensor or numpy array"
+            )
+
+
+def load_state_dict_into_model(
+    model: nn.Module,
+    state_dict: MutableMapping[str, Any],
+    *,
+    matching_heuristics: bool = False,
+    c2_conversion: bool = False,
+    source: str = "<state dict>",
+) -> IncompatibleKeys:
+    """Load ``state_dict`` into ``model`` non-strictly and say what did not fit.
+
+    Args:
+        model: the model (already unwrapped from DDP).
+        state_dict: name -> tensor / numpy array; modified in place. Its ``_metadata`` (module
+            versions, as torch saves it) reaches the modules' ``_load_from_state_dict``.
+        matching_heuristics: match names by suffix (:func:`align_and_update_state_dicts`).
+        c2_conversion: with the heuristics, first rename Caffe2 blob names.
+        source: names the checkpoint in error messages.
+
+    Returns:
+        ``IncompatibleKeys(missing_keys, unexpected_keys, incorrect_shapes)``; incorrect_shapes
+        holds ``(key, shape in checkpoint, shape in model)`` of entries that were skipped.
+    """
+    _to_tensors(state_dict, source)
+    _strip_prefix_if_present(state_dict, "module.")  # saved from a DDP-wrapped model
+    model_state = model.state_dict()
+    if matching_heuristics:
+        state_dict = align_and_update_state_dicts(model_state, state_dict, c2_conversion=c2_conversion)
+
+    incorrect_shapes: List[Tuple[str, Tuple[int, ...], Tuple[int, ...]]] = []
+    for key in list(state_dict.keys()):
+        if key not in model_state:
+            continue
+        target = model_state[key]
+        if isinstance(target, nn.parameter.UninitializedParameter):
+            continue
+        value = state_dict[key]
+        if tuple(value.shape) != tuple(target.shape):
+            incorrect_shapes.append((key, tuple(value.shape), tuple(target.shape)))
+            del state_dict[key]
+        elif value.is_floating_point() and target.is_floating_point() and value.dtype != target.dtype:
+            state_dict[key] = value.to(target.dtype)  # e.g. float16 official weights -> float32
+
+    result = model.load_state_dict(state_dict, strict=False)
+    missing = [k for k in result.missing_keys if k not in _IGNORED_MISSING]
+    kept = set(_filter_reused_missing_keys(model, missing))  # shared parameters loaded under another name
+    missing = [k for k in missing if k in kept]  # keep the model's order
+    return IncompatibleKeys(
+        missing_keys=missing, unexpected_keys=list(result.unexpected_keys), incorrect_shapes=incorrect_shapes
+    )
+
+
+def _group_by_module(keys: Iterable[str]) -> List[str]:
+    """``a.b.weight``, ``a.b.bias`` -> ``a.b.{weight, bias}`` (order of first appearance)."""
+    groups: "OrderedDict[str, List[str]]" = OrderedDict()
+    for key in keys:
+        prefix, _, leaf = key.rpartition(".")
+        groups.setdefault(prefix, []).append(leaf)
+    lines = []
+    for prefix, leaves in groups.items():
+        head = prefix + "." if prefix else ""
+        lines.append(head + leaves[0] if len(leaves) == 1 else head + "{" + ", ".join(leaves) + "}")
+    return lines
+
+
+def format_incompatible_keys(incompatible: IncompatibleKeys) -> str:
+    """A table (tabulate) of missing / unexpected / shape-mismatched keys; "" when all fit."""
+    rows = []
+    for key, shape_ckpt, shape_model in incompatible.incorrect_shapes:
+        rows.append(("shape mismatch (skipped)", key, f"checkpoint {shape_ckpt} vs model {shape_model}"))
+    for line in _group_by_module(incompatible.missing_keys):
+        rows.append(("missing in checkpoint", line, ""))
+    for line in _group_by_module(incompatible.unexpected_keys):
+        rows.append(("not in model (unused)", line, ""))
+    if not rows:
+        return ""
+    return tabulate(rows, headers=["Problem", "Keys", "Shapes"], tablefmt="pipe")
