@@ -1,0 +1,144 @@
+"""``MaskFormerHead``: pixel decoder + transformer decoder (MaskFormer and Mask2Former)."""
+from __future__ import annotations
+
+import logging
+from typing import Dict, Optional
+
+from torch import Tensor, nn
+
+from ...config.configurable import configurable
+from ...layers import ShapeSpec
+from ..build import SEM_SEG_HEADS_REGISTRY, build_pixel_decoder, build_transformer_decoder
+
+__all__ = ["MaskFormerHead", "upgrade_head_state_dict", "transformer_in_channels"]
+
+logger = logging.getLogger(__name__)
+
+
+def upgrade_head_state_dict(module: nn.Module, state_dict: Dict, prefix: str,
+                            local_metadata: Dict) -> None:
+    """Rename an old-layout head checkpoint in place, as the official heads do.
+
+    Head checkpoints without version information (``local_metadata`` has no ``version``,
+    or one < 2) are taken to predate the ``pixel_decoder`` submodule: every key under
+    ``prefix`` that contains ``sem_seg_head`` and is not under ``prefix + "predictor"``
+    moves to ``prefix + "pixel_decoder."``. A state_dict saved by torch carries this
+    version in its ``_metadata``; a plain dict without it is therefore read as old layout.
+    """
+    version = local_metadata.get("version", None)
+    if version is not None and version >= 2:
+        return
+    renamed = False
+    for k in list(state_dict.keys()):
+        if (prefix and "sem_seg_head" in k and k.startswith(prefix)
+                and not k.startswith(prefix + "predictor")):
+            state_dict[prefix + "pixel_decoder." + k[len(prefix):]] = state_dict.pop(k)
+            renamed = True
+    if renamed:
+        logger.warning(
+            f"Weight format of {type(module).__name__} have changed! "
+            "Please upgrade your models. Applying automatic conversion now ..."
+        )
+
+
+def transformer_in_channels(cfg, input_shape: Dict[str, ShapeSpec]) -> int:
+    """Channels of the feature that ``MODEL.MASK_FORMER.TRANSFORMER_IN_FEATURE`` names."""
+    feature = cfg.MODEL.MASK_FORMER.TRANSFORMER_IN_FEATURE
+    if feature in ("transformer_encoder", "multi_scale_pixel_decoder"):
+        return cfg.MODEL.SEM_SEG_HEAD.CONVS_DIM
+    if feature == "pixel_embedding":
+        return cfg.MODEL.SEM_SEG_HEAD.MASK_DIM
+    if feature not in input_shape:
+        raise KeyError(
+            f"MODEL.MASK_FORMER.TRANSFORMER_IN_FEATURE={feature!r} is neither a pixel-decoder output "
+            "('transformer_encoder', 'pixel_embedding', 'multi_scale_pixel_decoder') nor a "
+            f"backbone feature {sorted(input_shape)}"
+        )
+    return input_shape[feature].channels
+
+
+@SEM_SEG_HEADS_REGISTRY.register()
+class MaskFormerHead(nn.Module):
+    """Runs the pixel decoder, then the transformer decoder on the feature it asks for."""
+
+    _version = 2
+
+    @configurable
+    def __init__(
+        self,
+        input_shape: Dict[str, ShapeSpec],
+        *,
+        num_classes: int,
+        pixel_decoder: nn.Module,
+        loss_weight: float = 1.0,
+        ignore_value: int = -1,
+        transformer_predictor: nn.Module,
+        transformer_in_feature: str,
+    ):
+        """
+        Args:
+            input_shape: shapes of the backbone features the head reads.
+            num_classes: number of classes.
+            pixel_decoder: module with ``forward_features(features) -> (mask_features,
+                transformer_encoder_features, multi_scale_features)``.
+            loss_weight, ignore_value: kept for the config interface (losses live in the
+                criterion).
+            transformer_predictor: ``predictor(x, mask_features, mask) -> dict``.
+            transformer_in_feature: ``"multi_scale_pixel_decoder"``, ``"transformer_encoder"``,
+                ``"pixel_embedding"`` or a backbone feature name: what the predictor reads.
+        """
+        super().__init__()
+        shapes = sorted(input_shape.items(), key=lambda kv: kv[1].stride)
+        self.in_features = [k for k, _ in shapes]
+        self.ignore_value = ignore_value
+        self.common_stride = 4
+        self.loss_weight = loss_weight
+        self.pixel_decoder = pixel_decoder
+        self.predictor = transformer_predictor
+        self.transformer_in_feature = transformer_in_feature
+        self.num_classes = num_classes
+
+    @classmethod
+    def from_config(cls, cfg, input_shape: Dict[str, ShapeSpec]) -> Dict:
+        in_features = cfg.MODEL.SEM_SEG_HEAD.IN_FEATURES
+        return {
+            "input_shape": {k: v for k, v in input_shape.items() if k in in_features},
+            "ignore_value": cfg.MODEL.SEM_SEG_HEAD.IGNORE_VALUE,
+            "num_classes": cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES,
+            "pixel_decoder": build_pixel_decoder(cfg, input_shape),
+            "loss_weight": cfg.MODEL.SEM_SEG_HEAD.LOSS_WEIGHT,
+            "transformer_in_feature": cfg.MODEL.MASK_FORMER.TRANSFORMER_IN_FEATURE,
+            "transformer_predictor": build_transformer_decoder(
+                cfg, transformer_in_channels(cfg, input_shape), mask_classification=True
+            ),
+        }
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys,
+                              unexpected_keys, error_msgs):
+        upgrade_head_state_dict(self, state_dict, prefix, local_metadata)
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys,
+                                      unexpected_keys, error_msgs)
+
+    def forward(self, features: Dict[str, Tensor], mask: Optional[Tensor] = None) -> Dict:
+        """Backbone features -> the predictor's dict (``pred_logits`` (B, Q, K+1),
+        ``pred_masks`` (B, Q, H/4, W/4), ``aux_outputs``)."""
+        return self.layers(features, mask)
+
+    def layers(self, features: Dict[str, Tensor], mask: Optional[Tensor] = None) -> Dict:
+        mask_features, transformer_encoder_features, multi_scale_features = (
+            self.pixel_decoder.forward_features(features)
+        )
+        feature = self.transformer_in_feature
+        if feature == "multi_scale_pixel_decoder":
+            return self.predictor(multi_scale_features, mask_features, mask)
+        if feature == "transformer_encoder":
+            if transformer_encoder_features is None:
+                raise ValueError(
+                    "TRANSFORMER_IN_FEATURE='transformer_encoder' needs a pixel decoder with a "
+                    f"transformer encoder (e.g. TransformerEncoderPixelDecoder), got "
+                    f"{type(self.pixel_decoder).__name__}"
+                )
+            return self.predictor(transformer_encoder_features, mask_features, mask)
+        if feature == "pixel_embedding":
+            return self.predictor(mask_features, mask_features, mask)
+        return self.predictor(features[feature], mask_features, mask)
