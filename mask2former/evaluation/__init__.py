@@ -1,0 +1,26 @@
+"""Evaluation: the evaluator interface, ``inference_on_dataset`` and the COCO / panoptic /
+semantic segmentation evaluators."""
+
+from .coco_evaluation import COCOEvaluator
+from .coco_json import convert_to_coco_dict, convert_to_coco_json
+from .evaluator import DatasetEvaluator, DatasetEvaluators, inference_context, inference_on_dataset
+from .panoptic_evaluation import COCOPanopticEvaluator
+from .panoptic_quality import pq_compute
+from .sem_seg_evaluation import SemSegEvaluator
+from .testing import flatten_results_dict, print_csv_format, verify_results
+
+__all__ = [
+    "COCOEvaluator",
+    "COCOPanopticEvaluator",
+    "DatasetEvaluator",
+    "DatasetEvaluators",
+    "SemSegEvaluator",
+    "convert_to_coco_dict",
+    "convert_to_coco_json",
+    "flatten_results_dict",
+    "inference_context",
+    "inference_on_dataset",
+    "pq_compute",
+    "print_csv_format",
+    "verify_results",
+]
