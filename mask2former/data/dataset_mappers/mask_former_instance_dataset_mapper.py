@@ -1,0 +1,117 @@
+"""Training mapper for instance segmentation (MaskFormer / Mask2Former, non-LSJ configs)."""
+from __future__ import annotations
+
+import copy
+import logging
+from typing import Any, Dict, List, Union
+
+import numpy as np
+import pycocotools.mask as mask_util
+import torch
+
+from mask2former.config import configurable
+from mask2former.structures import polygons_to_bitmask
+
+from .. import detection_utils as utils
+from .. import transforms as T
+from ._common import image_to_tensor, masks_to_instances, pad_to_size_divisibility
+
+__all__ = ["MaskFormerInstanceDatasetMapper"]
+
+
+def _segmentation_to_mask(segm: Any, height: int, width: int) -> np.ndarray:
+    if isinstance(segm, list):
+        return polygons_to_bitmask(segm, height, width)
+    if isinstance(segm, dict):
+        return mask_util.decode(segm)
+    if isinstance(segm, np.ndarray):
+        if segm.ndim != 2:
+            raise ValueError(f"Expect segmentation of 2 dimensions, got {segm.ndim}.")
+        return segm
+    raise ValueError(
+        f"Cannot convert segmentation of type '{type(segm)}' to BitMasks! Supported types are: polygons "
+        "as list[list[float] or ndarray], COCO-style RLE as a dict, or a binary segmentation mask in a "
+        "2D numpy array of shape HxW."
+    )
+
+
+class MaskFormerInstanceDatasetMapper:
+    """Reads an image with COCO-style annotations (crowd ones dropped), augments it and returns
+    ``image`` (C, H, W) and ``instances`` (``gt_classes`` (N,), ``gt_masks`` (N, H, W))."""
+
+    @configurable
+    def __init__(
+        self,
+        is_train: bool = True,
+        *,
+        augmentations: List[Union[T.Augmentation, T.Transform]],
+        image_format: str,
+        size_divisibility: int,
+    ):
+        self.is_train = is_train
+        self.tfm_gens = augmentations
+        self.img_format = image_format
+        self.size_divisibility = size_divisibility
+        mode = "training" if is_train else "inference"
+        logging.getLogger(__name__).info(
+            "[%s] Augmentations used in %s: %s", type(self).__name__, mode, augmentations
+        )
+
+    @classmethod
+    def from_config(cls, cfg, is_train: bool = True) -> Dict[str, Any]:
+        augs: List[Union[T.Augmentation, T.Transform]] = [
+            T.ResizeShortestEdge(
+                cfg.INPUT.MIN_SIZE_TRAIN, cfg.INPUT.MAX_SIZE_TRAIN, cfg.INPUT.MIN_SIZE_TRAIN_SAMPLING
+            )
+        ]
+        if cfg.INPUT.CROP.ENABLED:
+            augs.append(T.RandomCrop(cfg.INPUT.CROP.TYPE, cfg.INPUT.CROP.SIZE))
+        if cfg.INPUT.COLOR_AUG_SSD:
+            augs.append(T.ColorAugSSDTransform(img_format=cfg.INPUT.FORMAT))
+        augs.append(T.RandomFlip())
+        return {
+            "is_train": is_train,
+            "augmentations": augs,
+            "image_format": cfg.INPUT.FORMAT,
+            "size_divisibility": cfg.INPUT.SIZE_DIVISIBILITY,
+        }
+
+    def __call__(self, dataset_dict: Dict[str, Any]) -> Dict[str, Any]:
+        if not self.is_train:
+            raise RuntimeError(f"{type(self).__name__} should only be used for training!")
+        dataset_dict = copy.deepcopy(dataset_dict)
+        image = utils.read_image(dataset_dict["file_name"], format=self.img_format)
+        utils.check_image_size(dataset_dict, image)
+
+        aug_input = T.AugInput(image)
+        aug_input, transforms = T.apply_transform_gens(self.tfm_gens, aug_input)
+        image = aug_input.image
+
+        if "annotations" not in dataset_dict:
+            raise ValueError(f"Instance segmentation dataset dict of {dataset_dict['file_name']} has no 'annotations'.")
+        for anno in dataset_dict["annotations"]:
+            anno.pop("keypoints", None)
+        annos = [
+            utils.transform_instance_annotations(obj, transforms, image.shape[:2])
+            for obj in dataset_dict.pop("annotations")
+            if obj.get("iscrowd", 0) == 0
+        ]
+        if annos and "segmentation" not in annos[0]:
+            raise ValueError(f"Annotations of {dataset_dict['file_name']} have no 'segmentation'.")
+        masks = [
+            torch.from_numpy(
+                np.ascontiguousarray(_segmentation_to_mask(obj["segmentation"], *image.shape[:2]), dtype=np.uint8)
+            )
+            for obj in annos
+        ]
+        classes = [int(obj["category_id"]) for obj in annos]
+
+        image_t = image_to_tensor(image)  # (C, H, W)
+        if self.size_divisibility > 0:
+            image_t = pad_to_size_divisibility(image_t, self.size_divisibility, 128)
+            masks = [pad_to_size_divisibility(m, self.size_divisibility, 0) for m in masks]
+        image_shape = (image_t.shape[-2], image_t.shape[-1])
+
+        dataset_dict["image"] = image_t
+        dataset_dict["instances"] = masks_to_instances(image_shape, classes, [m.numpy() for m in masks])
+        return dataset_dict

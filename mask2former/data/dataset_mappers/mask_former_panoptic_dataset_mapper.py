@@ -1,0 +1,72 @@
+"""Training mapper for panoptic segmentation (MaskFormer / Mask2Former, non-LSJ configs)."""
+from __future__ import annotations
+
+import copy
+from typing import Any, Dict
+
+import torch
+
+from mask2former.config import configurable
+
+from .. import detection_utils as utils
+from .. import transforms as T
+from ..panoptic_utils import rgb2id
+from ._common import image_to_tensor, masks_to_instances, pad_to_size_divisibility
+from .mask_former_semantic_dataset_mapper import MaskFormerSemanticDatasetMapper
+
+__all__ = ["MaskFormerPanopticDatasetMapper"]
+
+
+class MaskFormerPanopticDatasetMapper(MaskFormerSemanticDatasetMapper):
+    """Like the semantic mapper, but targets are the panoptic segments (crowd ones skipped):
+    ``instances.gt_classes`` (N,) and ``gt_masks`` (N, H, W); ``sem_seg`` is also returned when
+    the dict has ``sem_seg_file_name``."""
+
+    @configurable
+    def __init__(self, is_train: bool = True, *, augmentations, image_format, ignore_label, size_divisibility):
+        super().__init__(
+            is_train=is_train,
+            augmentations=augmentations,
+            image_format=image_format,
+            ignore_label=ignore_label,
+            size_divisibility=size_divisibility,
+        )
+
+    def __call__(self, dataset_dict: Dict[str, Any]) -> Dict[str, Any]:
+        if not self.is_train:
+            raise RuntimeError(f"{type(self).__name__} should only be used for training!")
+        dataset_dict = copy.deepcopy(dataset_dict)
+        image, sem_seg_gt = self._read(dataset_dict)
+        if "pan_seg_file_name" not in dataset_dict:
+            raise ValueError(
+                f"Cannot find 'pan_seg_file_name' for panoptic segmentation dataset {dataset_dict['file_name']}."
+            )
+        pan_seg_gt = utils.read_image(dataset_dict.pop("pan_seg_file_name"), "RGB")
+        segments_info = dataset_dict["segments_info"]
+
+        aug_input = T.AugInput(image, sem_seg=sem_seg_gt)
+        aug_input, transforms = T.apply_transform_gens(self.tfm_gens, aug_input)
+        pan_seg_gt = rgb2id(transforms.apply_segmentation(pan_seg_gt))  # same geometry as the image
+
+        image_t = image_to_tensor(aug_input.image)  # (C, H, W)
+        sem_seg_t = torch.as_tensor(aug_input.sem_seg.astype("long")) if sem_seg_gt is not None else None
+        pan_seg_t = torch.as_tensor(pan_seg_gt.astype("long"))
+        if self.size_divisibility > 0:
+            image_t = pad_to_size_divisibility(image_t, self.size_divisibility, 128)
+            if sem_seg_t is not None:
+                sem_seg_t = pad_to_size_divisibility(sem_seg_t, self.size_divisibility, self.ignore_label)
+            pan_seg_t = pad_to_size_divisibility(pan_seg_t, self.size_divisibility, 0)  # 0 = VOID
+        image_shape = (image_t.shape[-2], image_t.shape[-1])
+
+        dataset_dict["image"] = image_t
+        if sem_seg_t is not None:
+            dataset_dict["sem_seg"] = sem_seg_t.long()
+        if "annotations" in dataset_dict:
+            raise ValueError("Panoptic segmentation dataset should not have 'annotations'.")
+
+        pan_seg_np = pan_seg_t.numpy()
+        kept = [s for s in segments_info if not s["iscrowd"]]
+        dataset_dict["instances"] = masks_to_instances(
+            image_shape, [s["category_id"] for s in kept], [pan_seg_np == s["id"] for s in kept]
+        )
+        return dataset_dict

@@ -1,0 +1,115 @@
+"""Training mapper for semantic segmentation (MaskFormer / Mask2Former)."""
+from __future__ import annotations
+
+import copy
+import logging
+from typing import Any, Dict, List, Union
+
+import numpy as np
+import torch
+
+from mask2former.config import configurable
+
+from .. import detection_utils as utils
+from .. import transforms as T
+from ..catalog import MetadataCatalog
+from ._common import image_to_tensor, masks_to_instances, pad_to_size_divisibility
+
+__all__ = ["MaskFormerSemanticDatasetMapper"]
+
+
+class MaskFormerSemanticDatasetMapper:
+    """Reads an image and its label map, augments both, and returns ``image`` (C, H, W) uint8,
+    ``sem_seg`` (H, W) long, and ``instances`` with one binary mask per class present
+    (``gt_classes`` (N,), ``gt_masks`` (N, H, W)). Training only."""
+
+    @configurable
+    def __init__(
+        self,
+        is_train: bool = True,
+        *,
+        augmentations: List[Union[T.Augmentation, T.Transform]],
+        image_format: str,
+        ignore_label: int,
+        size_divisibility: int,
+    ):
+        self.is_train = is_train
+        self.tfm_gens = augmentations
+        self.img_format = image_format
+        self.ignore_label = ignore_label
+        self.size_divisibility = size_divisibility
+        mode = "training" if is_train else "inference"
+        logging.getLogger(__name__).info(
+            "[%s] Augmentations used in %s: %s", type(self).__name__, mode, augmentations
+        )
+
+    @classmethod
+    def from_config(cls, cfg, is_train: bool = True) -> Dict[str, Any]:
+        augs: List[Union[T.Augmentation, T.Transform]] = [
+            T.ResizeShortestEdge(
+                cfg.INPUT.MIN_SIZE_TRAIN, cfg.INPUT.MAX_SIZE_TRAIN, cfg.INPUT.MIN_SIZE_TRAIN_SAMPLING
+            )
+        ]
+        if cfg.INPUT.CROP.ENABLED:
+            augs.append(
+                T.RandomCrop_CategoryAreaConstraint(
+                    cfg.INPUT.CROP.TYPE,
+                    cfg.INPUT.CROP.SIZE,
+                    cfg.INPUT.CROP.SINGLE_CATEGORY_MAX_AREA,
+                    cfg.MODEL.SEM_SEG_HEAD.IGNORE_VALUE,
+                )
+            )
+        if cfg.INPUT.COLOR_AUG_SSD:
+            augs.append(T.ColorAugSSDTransform(img_format=cfg.INPUT.FORMAT))
+        augs.append(T.RandomFlip())
+
+        # the training set's ignore label
+        meta = MetadataCatalog.get(cfg.DATASETS.TRAIN[0])
+        return {
+            "is_train": is_train,
+            "augmentations": augs,
+            "image_format": cfg.INPUT.FORMAT,
+            "ignore_label": meta.ignore_label,
+            "size_divisibility": cfg.INPUT.SIZE_DIVISIBILITY,
+        }
+
+    def _read(self, dataset_dict: Dict[str, Any]):
+        image = utils.read_image(dataset_dict["file_name"], format=self.img_format)
+        utils.check_image_size(dataset_dict, image)
+        sem_seg_gt = None
+        if "sem_seg_file_name" in dataset_dict:
+            # torch has no uint16 ops: go through double
+            sem_seg_gt = utils.read_image(dataset_dict.pop("sem_seg_file_name")).astype("double")
+        return image, sem_seg_gt
+
+    def __call__(self, dataset_dict: Dict[str, Any]) -> Dict[str, Any]:
+        if not self.is_train:
+            raise RuntimeError(f"{type(self).__name__} should only be used for training!")
+        dataset_dict = copy.deepcopy(dataset_dict)
+        image, sem_seg_gt = self._read(dataset_dict)
+        if sem_seg_gt is None:
+            raise ValueError(
+                f"Cannot find 'sem_seg_file_name' for semantic segmentation dataset {dataset_dict['file_name']}."
+            )
+        aug_input = T.AugInput(image, sem_seg=sem_seg_gt)
+        aug_input, _ = T.apply_transform_gens(self.tfm_gens, aug_input)
+        image_t = image_to_tensor(aug_input.image)  # (C, H, W)
+        sem_seg_t = torch.as_tensor(aug_input.sem_seg.astype("long"))  # (H, W)
+
+        if self.size_divisibility > 0:
+            image_t = pad_to_size_divisibility(image_t, self.size_divisibility, 128)
+            sem_seg_t = pad_to_size_divisibility(sem_seg_t, self.size_divisibility, self.ignore_label)
+        image_shape = (image_t.shape[-2], image_t.shape[-1])
+
+        dataset_dict["image"] = image_t
+        dataset_dict["sem_seg"] = sem_seg_t.long()
+        if "annotations" in dataset_dict:
+            raise ValueError("Semantic segmentation dataset should not have 'annotations'.")
+
+        sem_seg_np = sem_seg_t.numpy()
+        classes = np.unique(sem_seg_np)
+        classes = classes[classes != self.ignore_label]
+        dataset_dict["instances"] = masks_to_instances(
+            image_shape, classes, [sem_seg_np == c for c in classes]
+        )
+        return dataset_dict
