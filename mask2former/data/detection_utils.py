@@ -152,6 +152,23 @@ def transform_instance_annotations(
     return annotation
 
 
+def segmentation_to_mask(segm: Any, height: int, width: int) -> np.ndarray:
+    """Polygons (list), COCO RLE (dict) or an HxW array -> HxW uint8 binary mask."""
+    if isinstance(segm, list):
+        return polygons_to_bitmask(segm, height, width)
+    if isinstance(segm, dict):
+        return _decode_rle(segm)
+    if isinstance(segm, np.ndarray):
+        if segm.ndim != 2:
+            raise ValueError(f"Expect a segmentation of 2 dimensions, got {segm.ndim}.")
+        return segm
+    raise ValueError(
+        f"Cannot convert segmentation of type '{type(segm)}' to a mask! Supported types are: "
+        "polygons as list[list[float] or ndarray], COCO-style RLE as a dict, or a binary "
+        "segmentation mask in a 2D numpy array of shape HxW."
+    )
+
+
 def _decode_rle(segm: Dict[str, Any]) -> np.ndarray:
     if isinstance(segm.get("counts"), list):  # uncompressed RLE
         h, w = segm["size"]
@@ -184,22 +201,7 @@ def annotations_to_instances(
             except ValueError as err:
                 raise ValueError("Failed to use mask_format=='polygon' from the given annotations!") from err
         elif mask_format == "bitmask":
-            arrays = []
-            for segm in segms:
-                if isinstance(segm, list):
-                    arrays.append(polygons_to_bitmask(segm, *image_size))
-                elif isinstance(segm, dict):
-                    arrays.append(_decode_rle(segm))
-                elif isinstance(segm, np.ndarray):
-                    if segm.ndim != 2:
-                        raise ValueError(f"Expect a segmentation of 2 dimensions, got {segm.ndim}.")
-                    arrays.append(segm)
-                else:
-                    raise ValueError(
-                        f"Cannot convert segmentation of type '{type(segm)}' to BitMasks! Supported "
-                        "types are: polygons as list[list[float] or ndarray], COCO-style RLE as a dict, "
-                        "or a binary segmentation mask in a 2D numpy array of shape HxW."
-                    )
+            arrays = [segmentation_to_mask(segm, *image_size) for segm in segms]
             masks = BitMasks(torch.stack([torch.from_numpy(np.ascontiguousarray(x)) for x in arrays]))
         else:
             raise ValueError(f"mask_format must be 'polygon' or 'bitmask', got {mask_format!r}")

@@ -114,14 +114,20 @@ class COCOInstanceNewBaselineDatasetMapper:
                 for obj in dataset_dict.pop("annotations")
                 if obj.get("iscrowd", 0) == 0
             ]
-            instances = utils.annotations_to_instances(annos, image_shape)
+            # Polygons as in the official mapper; RLE / mask annotations go through bitmasks.
+            all_polygons = all(isinstance(obj.get("segmentation", []), list) for obj in annos)
+            mask_format = "polygon" if all_polygons else "bitmask"
+            instances = utils.annotations_to_instances(annos, image_shape, mask_format=mask_format)
             if not instances.has("gt_masks"):  # no (non-crowd) annotation left
                 instances.gt_masks = PolygonMasks([])
-            # a crop can make the original box loose: use the cropped polygons' box
+            # a crop can make the original box loose: use the cropped masks' box
             instances.gt_boxes = instances.gt_masks.get_bounding_boxes()
             instances = utils.filter_empty_instances(instances)
             h, w = instances.image_size
-            instances.gt_masks = convert_coco_poly_to_mask(instances.gt_masks.polygons, h, w)
+            if isinstance(instances.gt_masks, PolygonMasks):
+                instances.gt_masks = convert_coco_poly_to_mask(instances.gt_masks.polygons, h, w)
+            else:
+                instances.gt_masks = instances.gt_masks.tensor
             if len(instances.gt_boxes) == 0:
                 instances.gt_boxes = Boxes(torch.zeros((0, 4)))
             dataset_dict["instances"] = instances

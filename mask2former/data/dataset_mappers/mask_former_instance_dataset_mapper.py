@@ -6,33 +6,15 @@ import logging
 from typing import Any, Dict, List, Union
 
 import numpy as np
-import pycocotools.mask as mask_util
 import torch
 
 from mask2former.config import configurable
-from mask2former.structures import polygons_to_bitmask
 
 from .. import detection_utils as utils
 from .. import transforms as T
 from ._common import image_to_tensor, masks_to_instances, pad_to_size_divisibility
 
 __all__ = ["MaskFormerInstanceDatasetMapper"]
-
-
-def _segmentation_to_mask(segm: Any, height: int, width: int) -> np.ndarray:
-    if isinstance(segm, list):
-        return polygons_to_bitmask(segm, height, width)
-    if isinstance(segm, dict):
-        return mask_util.decode(segm)
-    if isinstance(segm, np.ndarray):
-        if segm.ndim != 2:
-            raise ValueError(f"Expect segmentation of 2 dimensions, got {segm.ndim}.")
-        return segm
-    raise ValueError(
-        f"Cannot convert segmentation of type '{type(segm)}' to BitMasks! Supported types are: polygons "
-        "as list[list[float] or ndarray], COCO-style RLE as a dict, or a binary segmentation mask in a "
-        "2D numpy array of shape HxW."
-    )
 
 
 class MaskFormerInstanceDatasetMapper:
@@ -100,7 +82,7 @@ class MaskFormerInstanceDatasetMapper:
             raise ValueError(f"Annotations of {dataset_dict['file_name']} have no 'segmentation'.")
         masks = [
             torch.from_numpy(
-                np.ascontiguousarray(_segmentation_to_mask(obj["segmentation"], *image.shape[:2]), dtype=np.uint8)
+                np.ascontiguousarray(utils.segmentation_to_mask(obj["segmentation"], *image.shape[:2]), dtype=np.uint8)
             )
             for obj in annos
         ]

@@ -13,7 +13,7 @@ Layout::
     shapes/{train,val}/panoptic/NNNNNN.png     COCO panoptic PNG (id = R + 256 G + 256^2 B, 0 = void)
     shapes/{train,val}/semantic/NNNNNN.png     contiguous class per pixel (0..6), 255 = ignore
     shapes/annotations/panoptic_{split}.json   COCO panoptic json
-    shapes/annotations/instances_{split}.json  COCO instances json (polygons traced from the masks)
+    shapes/annotations/instances_{split}.json  COCO instances json (exact masks as compressed RLE)
 """
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import cv2
 import numpy as np
+import pycocotools.mask as mask_util
 from PIL import Image
 
 from ..catalog import DatasetCatalog, MetadataCatalog
@@ -53,7 +54,7 @@ SHAPES_CATEGORIES: List[Dict[str, Any]] = [
 _SPLITS = {"train": 200, "val": 50}
 _IMAGE_SIZE = 128
 _MIN_VISIBLE_AREA = 12  # smaller visible objects become void / ignore
-_VERSION = "shapes-v1"
+_VERSION = "shapes-v2"
 _SEED = 20240601
 
 
@@ -170,9 +171,10 @@ def _bbox_xywh(mask: np.ndarray) -> List[float]:
     return [float(xs.min()), float(ys.min()), float(xs.max() - xs.min() + 1), float(ys.max() - ys.min() + 1)]
 
 
-def _mask_polygons(mask: np.ndarray) -> List[List[float]]:
-    contours = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)[-2]
-    return [c.reshape(-1).astype(float).tolist() for c in contours if len(c) >= 3]
+def _mask_rle(mask: np.ndarray) -> Dict[str, Any]:
+    """Exact COCO compressed RLE of a binary mask (JSON-serialisable)."""
+    rle = mask_util.encode(np.asfortranarray(mask.astype(np.uint8)))
+    return {"size": [int(v) for v in rle["size"]], "counts": rle["counts"].decode("ascii")}
 
 
 def generate_shapes_dataset(
@@ -210,20 +212,18 @@ def generate_shapes_dataset(
                     {"id": s["id"], "category_id": s["category_id"], "iscrowd": 0, "area": area, "bbox": bbox}
                 )
                 if s["isthing"]:
-                    polygons = _mask_polygons(m)
-                    if polygons:
-                        inst_annos.append(
-                            {
-                                "id": ann_id,
-                                "image_id": image_id,
-                                "category_id": s["category_id"],
-                                "segmentation": polygons,
-                                "area": float(area),
-                                "bbox": bbox,
-                                "iscrowd": 0,
-                            }
-                        )
-                        ann_id += 1
+                    inst_annos.append(
+                        {
+                            "id": ann_id,
+                            "image_id": image_id,
+                            "category_id": s["category_id"],
+                            "segmentation": _mask_rle(m),
+                            "area": float(area),
+                            "bbox": bbox,
+                            "iscrowd": 0,
+                        }
+                    )
+                    ann_id += 1
             Image.fromarray(semantic).save(os.path.join(out_dir, split, "semantic", stem + ".png"))
             images.append({"id": image_id, "file_name": stem + ".jpg", "height": image_size, "width": image_size})
             pan_annos.append({"image_id": image_id, "file_name": stem + ".png", "segments_info": segments_info})
@@ -240,8 +240,12 @@ def ensure_shapes_dataset(root: str, **generate_kwargs: Any) -> str:
 
     ``generate_kwargs`` go to ``generate_shapes_dataset`` (tests use smaller splits)."""
     target = os.path.join(root, "shapes")
-    if os.path.isfile(os.path.join(target, "VERSION")):
-        return target
+    version_file = os.path.join(target, "VERSION")
+    if os.path.isfile(version_file):
+        with open(version_file) as f:
+            if f.read().strip() == _VERSION:
+                return target
+        _retire_outdated(root, target)
     os.makedirs(root, exist_ok=True)
     tmp_parent = tempfile.mkdtemp(prefix=".shapes-tmp-", dir=root)
     tmp = os.path.join(tmp_parent, "shapes")
@@ -255,6 +259,16 @@ def ensure_shapes_dataset(root: str, **generate_kwargs: Any) -> str:
     finally:
         shutil.rmtree(tmp_parent, ignore_errors=True)
     return target
+
+
+def _retire_outdated(root: str, target: str) -> None:
+    """Move an older generator version's data out of the way (atomic rename, then delete)."""
+    trash = tempfile.mkdtemp(prefix=".shapes-tmp-", dir=root)
+    try:
+        os.rename(target, os.path.join(trash, "old"))
+    except OSError:
+        pass  # another process moved it already
+    shutil.rmtree(trash, ignore_errors=True)
 
 
 def _split_paths(base: str, split: str) -> Dict[str, str]:
