@@ -1,0 +1,5 @@
+"""Meta-architectures: the whole model from image batch to losses or results."""
+from .mask_former import MaskFormer
+from .semantic_segmentor import SemanticSegmentor
+
+__all__ = ["MaskFormer", "SemanticSegmentor"]

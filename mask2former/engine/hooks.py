@@ -1,0 +1,216 @@
+"""Training hooks: timing, LR scheduling, checkpointing, evaluation and metric writing."""
+from __future__ import annotations
+
+import datetime
+import logging
+import time
+from collections import Counter
+from typing import Callable, List, Optional
+
+from ..utils import comm
+from ..utils.events import EventWriter
+from .train_loop import HookBase
+
+__all__ = [
+    "CallbackHook", "IterationTimer", "PeriodicWriter", "PeriodicCheckpointer", "LRScheduler",
+    "EvalHook",
+]
+
+logger = logging.getLogger(__name__)
+
+
+class CallbackHook(HookBase):
+    """A hook built from plain functions, each taking the trainer."""
+
+    def __init__(self, *, before_train=None, after_train=None, before_step=None, after_step=None):
+        self._before_train, self._after_train = before_train, after_train
+        self._before_step, self._after_step = before_step, after_step
+
+    def before_train(self):
+        if self._before_train:
+            self._before_train(self.trainer)
+
+    def after_train(self):
+        if self._after_train:
+            self._after_train(self.trainer)
+
+    def before_step(self):
+        if self._before_step:
+            self._before_step(self.trainer)
+
+    def after_step(self):
+        if self._after_step:
+            self._after_step(self.trainer)
+
+
+class IterationTimer(HookBase):
+    """Stores the time of each iteration (``time``) and logs the total at the end."""
+
+    def __init__(self, warmup_iter: int = 3):
+        self._warmup_iter = warmup_iter
+        self._step_start = 0.0
+        self._start_time = 0.0
+        self._total_step_time = 0.0
+
+    def before_train(self):
+        self._start_time = time.perf_counter()
+        self._total_step_time = 0.0
+
+    def after_train(self):
+        total_time = time.perf_counter() - self._start_time
+        num_iter = self.trainer.storage.iter + 1 - self.trainer.start_iter - self._warmup_iter
+        if num_iter > 0 and self._total_step_time > 0:
+            logger.info("Overall training speed: %d iterations in %s (%.4f s / it)", num_iter,
+                        str(datetime.timedelta(seconds=int(self._total_step_time))),
+                        self._total_step_time / num_iter)
+        logger.info("Total training time: %s", str(datetime.timedelta(seconds=int(total_time))))
+
+    def before_step(self):
+        self._step_start = time.perf_counter()
+
+    def after_step(self):
+        iter_done = self.trainer.storage.iter - self.trainer.start_iter + 1
+        elapsed = time.perf_counter() - self._step_start
+        if iter_done >= self._warmup_iter:
+            self._total_step_time += elapsed
+            self.trainer.storage.put_scalars(time=elapsed)
+
+
+class PeriodicWriter(HookBase):
+    """Calls every writer each ``period`` iterations and at the end of training."""
+
+    def __init__(self, writers: List[EventWriter], period: int = 20):
+        self._writers = writers
+        self._period = period
+
+    def after_step(self):
+        if (self.trainer.iter + 1) % self._period == 0 or self.trainer.iter == self.trainer.max_iter - 1:
+            for writer in self._writers:
+                writer.write()
+
+    def after_train(self):
+        for writer in self._writers:
+            writer.write()
+            writer.close()
+
+
+class PeriodicCheckpointer(HookBase):
+    """Saves ``model_{iter:07d}.pth`` every ``period`` iterations and ``model_final.pth`` at the end.
+
+    ``extra_state()`` supplies what else must go into each checkpoint (RNG and data state) so that
+    ``--resume`` continues exactly.
+    """
+
+    def __init__(self, checkpointer, period: int, max_iter: int, *, max_to_keep: Optional[int] = None,
+                 file_prefix: str = "model", extra_state: Optional[Callable[[], dict]] = None):
+        self.checkpointer = checkpointer
+        self.period = int(period)
+        self.max_iter = max_iter
+        self.max_to_keep = max_to_keep
+        self.file_prefix = file_prefix
+        self.extra_state = extra_state
+        self._recent: List[str] = []
+
+    def _save(self, name: str) -> None:
+        extra = {"iteration": self.trainer.iter}
+        if self.extra_state is not None:
+            extra.update(self.extra_state())
+        self.checkpointer.save(name, **extra)
+
+    def after_step(self):
+        iteration = self.trainer.iter
+        if (iteration + 1) % self.period == 0:
+            name = f"{self.file_prefix}_{iteration:07d}"
+            self._save(name)
+            if self.max_to_keep is not None:
+                self._recent.append(name)
+                while len(self._recent) > self.max_to_keep:
+                    self.checkpointer.delete(self._recent.pop(0))
+        if iteration >= self.max_iter - 1:
+            self._save(f"{self.file_prefix}_final")
+
+
+class LRScheduler(HookBase):
+    """Steps the LR scheduler after every iteration and stores the current ``lr``."""
+
+    def __init__(self, optimizer=None, scheduler=None):
+        self._optimizer = optimizer
+        self._scheduler = scheduler
+        self._best_param_group_id: Optional[int] = None
+
+    def before_train(self):
+        self._optimizer = self._optimizer or self.trainer.optimizer
+        self._scheduler = self._scheduler or self.trainer.scheduler
+        self._best_param_group_id = self._pick_param_group(self._optimizer)
+
+    @staticmethod
+    def _pick_param_group(optimizer) -> int:
+        """The group with the most parameters among those with the most common LR."""
+        largest = max(len(group["params"]) for group in optimizer.param_groups)
+        if largest == 1:
+            lr_count = Counter(group["lr"] for group in optimizer.param_groups)
+            lr = lr_count.most_common()[0][0]
+            return next(i for i, group in enumerate(optimizer.param_groups) if group["lr"] == lr)
+        return next(i for i, group in enumerate(optimizer.param_groups) if len(group["params"]) == largest)
+
+    def after_step(self):
+        lr = self._optimizer.param_groups[self._best_param_group_id]["lr"]
+        self.trainer.storage.put_scalar("lr", lr, smoothing_hint=False)
+        self._scheduler.step()
+
+    @property
+    def scheduler(self):
+        return self._scheduler or self.trainer.scheduler
+
+    def state_dict(self) -> dict:
+        return self.scheduler.state_dict()
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        logger.info("Loading scheduler from state_dict ...")
+        self.scheduler.load_state_dict(state_dict)
+
+
+class EvalHook(HookBase):
+    """Runs ``eval_function()`` every ``eval_period`` iterations and after the last one."""
+
+    def __init__(self, eval_period: int, eval_function: Callable[[], dict], eval_after_train: bool = True):
+        self._period = eval_period
+        self._func = eval_function
+        self._eval_after_train = eval_after_train
+
+    def _do_eval(self) -> None:
+        results = self._func()
+        if results:
+            flattened = _flatten_results(results)
+            for key, value in flattened.items():
+                try:
+                    value = float(value)
+                except (TypeError, ValueError) as err:
+                    raise ValueError(
+                        f"[EvalHook] eval_function should return a nested dict of floats; "
+                        f"got {key}: {value!r}"
+                    ) from err
+            self.trainer.storage.put_scalars(**flattened, smoothing_hint=False)
+        comm.synchronize()  # evaluation may take different time on each process
+
+    def after_step(self):
+        next_iter = self.trainer.iter + 1
+        if self._period > 0 and next_iter % self._period == 0 and next_iter != self.trainer.max_iter:
+            self._do_eval()
+
+    def after_train(self):
+        if self._eval_after_train and self.trainer.iter + 1 >= self.trainer.max_iter:
+            self._do_eval()
+        del self._func  # the closure may hold the model and data loaders
+
+
+def _flatten_results(results: dict, prefix: str = "") -> dict:
+    flat = {}
+    for key, value in results.items():
+        name = f"{prefix}/{key}" if prefix else str(key)
+        if isinstance(value, dict):
+            flat.update(_flatten_results(value, name))
+        else:
+            flat[name] = value
+    return flat
+

@@ -1,0 +1,55 @@
+#!/usr/bin/env python
+"""Train or evaluate a MaskFormer / Mask2Former model (detectron2's ``train_net.py`` flags).
+
+Examples:
+    python tools/train_net.py --config-file configs/shapes/panoptic-segmentation/maskformer2_R18_tiny.yaml
+    python tools/train_net.py --config-file CFG --eval-only MODEL.WEIGHTS output/model_final.pth
+    python tools/train_net.py --config-file CFG --num-gpus 8 --resume
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from mask2former.checkpoint import DetectionCheckpointer  # noqa: E402
+from mask2former.config import get_cfg  # noqa: E402
+from mask2former.engine import DefaultTrainer, default_argument_parser, default_setup, launch  # noqa: E402
+from mask2former.utils import comm  # noqa: E402
+
+
+def setup(args):
+    """Config from ``--config-file`` plus trailing ``KEY VALUE`` overrides, frozen."""
+    cfg = get_cfg()
+    if args.config_file:
+        cfg.merge_from_file(args.config_file)
+    cfg.merge_from_list(args.opts or [])
+    cfg.freeze()
+    default_setup(cfg, args)
+    return cfg
+
+
+def main(args):
+    cfg = setup(args)
+    if args.eval_only:
+        model = DefaultTrainer.build_model(cfg)
+        DetectionCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(cfg.MODEL.WEIGHTS,
+                                                                           resume=args.resume)
+        results = DefaultTrainer.test(cfg, model)
+        if comm.is_main_process():
+            DefaultTrainer.save_results(cfg, results)
+        return results
+    trainer = DefaultTrainer(cfg)
+    trainer.resume_or_load(resume=args.resume)
+    results = trainer.train()
+    if comm.is_main_process() and results:
+        DefaultTrainer.save_results(cfg, results)
+    return results
+
+
+if __name__ == "__main__":
+    args = default_argument_parser().parse_args()
+    print("Command Line Args:", args)
+    launch(main, args.num_gpus, num_machines=args.num_machines, machine_rank=args.machine_rank,
+           dist_url=args.dist_url, args=(args,))
