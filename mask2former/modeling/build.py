@@ -82,7 +82,12 @@ def build_transformer_decoder(cfg, in_channels: int, mask_classification: bool =
 def build_model(cfg) -> nn.Module:
     """Build the whole model named by ``cfg.MODEL.META_ARCHITECTURE`` on ``cfg.MODEL.DEVICE``."""
     from . import _register_all  # noqa: F401  (import-time registration of every part)
+    from ..layers.ms_deform_attn import set_ms_deform_attn_impl
     from ..utils.env import resolve_device
+
+    impl = cfg.MODEL.MS_DEFORM_ATTN.IMPL
+    if impl != "auto":  # process-wide, as the op is a free function; "auto" keeps the env choice
+        set_ms_deform_attn_impl(impl)
 
     meta_arch = cfg.MODEL.META_ARCHITECTURE
     model = _get(META_ARCH_REGISTRY, meta_arch, "MODEL.META_ARCHITECTURE")(cfg)
