@@ -24,5 +24,5 @@ setup(
         "termcolor",
         "tqdm",
     ],
-    extras_require={"dev": ["pytest", "tensorboard"]},
+    extras_require={"dev": ["pytest", "tensorboard", "timm"], "timm": ["timm"]},
 )

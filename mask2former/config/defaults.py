@@ -438,3 +438,21 @@ _C.GLOBAL.HACK = 1.0
 def get_cfg() -> CN:
     """A fresh copy of the default config (safe to modify)."""
     return _C.clone()
+
+
+# ---------------------------------------------------------------------------------------------
+# [project] timm backbones (MODEL.BACKBONE.NAME: "build_timm_backbone"; needs `pip install timm`)
+# ---------------------------------------------------------------------------------------------
+_C.MODEL.TIMM = CN()
+# Any timm model name that supports features_only=True, e.g. "convnext_tiny", "resnet50".
+_C.MODEL.TIMM.NAME = ""
+# timm feature indices; the i-th one is returned as "res{i + 2}" (strides / channels from timm's
+# feature_info). ResNets / RegNets: (1, 2, 3, 4) for strides 4..32; ConvNeXt / Swin: (0, 1, 2, 3).
+_C.MODEL.TIMM.OUT_INDICES = (1, 2, 3, 4)
+# Which of those names the backbone returns.
+_C.MODEL.TIMM.OUT_FEATURES = ["res2", "res3", "res4", "res5"]
+# Local weights file in timm's key layout (.pth/.pt/.bin or .safetensors); "" = random init.
+# Never downloaded. Freezing follows MODEL.BACKBONE.FREEZE_AT.
+_C.MODEL.TIMM.PRETRAINED = ""
+# Stochastic depth rate (passed to timm only when > 0).
+_C.MODEL.TIMM.DROP_PATH_RATE = 0.0

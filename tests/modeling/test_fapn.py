@@ -144,7 +144,8 @@ def test_fapn_decoder_has_the_official_state_dict():
             ckpt[f"align_{i}.offset.norm.{p}"] = ckpt[f"layer_{i}.norm.{p}"]
     fresh = FaPNPixelDecoder(r50, conv_dim=256, mask_dim=256, norm="GN")
     fresh.load_state_dict(ckpt, strict=True)
-    assert torch.equal(fresh.align_3.dcpack_L2.conv_offset_mask.bias, ckpt["align_3.dcpack_L2.conv_offset_mask.bias"])
+    assert torch.equal(fresh.align_3.dcpack_L2.conv_offset_mask.bias,
+                       ckpt["align_3.dcpack_L2.conv_offset_mask.bias"])
 
 
 def test_ms_fapn_uses_feature_selection_laterals():
@@ -273,3 +274,47 @@ def test_configs_build_a_working_head(config_file, decoder_cls):
     H, W = IMAGE_HW
     assert out["pred_logits"].shape == (1, 6, 5 + 1)
     assert out["pred_masks"].shape == (1, 6, H // 4, W // 4)
+
+
+# ----------------------------------------------------------------------------- training
+@pytest.mark.slow
+def test_short_shapes_training_with_fapn_lowers_the_loss(tmp_path):
+    from mask2former.data import DatasetCatalog, MetadataCatalog
+    from mask2former.data.datasets.coco import load_sem_seg
+    from mask2former.data.datasets.shapes import generate_shapes_dataset, get_shapes_metadata
+    from mask2former.engine import DefaultTrainer
+
+    root = tmp_path / "shapes"
+    generate_shapes_dataset(str(root), splits={"train": 16}, image_size=64)
+    name = f"fapn_test_shapes_sem_seg_{tmp_path.name}"
+    images, masks = str(root / "train" / "images"), str(root / "train" / "semantic")
+    DatasetCatalog.register(name, lambda: load_sem_seg(masks, images, gt_ext="png", image_ext="jpg"))
+    meta = get_shapes_metadata()
+    MetadataCatalog.get(name).set(image_root=images, sem_seg_root=masks, evaluator_type="sem_seg",
+                                  ignore_label=255, stuff_classes=meta["stuff_classes"])
+
+    cfg = get_cfg()
+    cfg.merge_from_file(str(REPO_ROOT / "configs/shapes/Base-Shapes.yaml"))
+    cfg.merge_from_list([
+        "INPUT.DATASET_MAPPER_NAME", "mask_former_semantic",
+        "MODEL.MASK_FORMER.TEST.INSTANCE_ON", False, "MODEL.MASK_FORMER.TEST.PANOPTIC_ON", False,
+        "MODEL.SEM_SEG_HEAD.PIXEL_DECODER_NAME", "MSFaPNPixelDecoder",
+        "MODEL.SEM_SEG_HEAD.CONVS_DIM", 32, "MODEL.SEM_SEG_HEAD.MASK_DIM", 32,
+        "MODEL.MASK_FORMER.HIDDEN_DIM", 32, "MODEL.MASK_FORMER.DIM_FEEDFORWARD", 64,
+        "MODEL.MASK_FORMER.NUM_OBJECT_QUERIES", 8, "MODEL.MASK_FORMER.DEC_LAYERS", 3,
+        "MODEL.MASK_FORMER.TRAIN_NUM_POINTS", 256,
+        "DATASETS.TRAIN", (name,), "DATASETS.TEST", (),
+        "INPUT.MIN_SIZE_TRAIN", (64,), "INPUT.MAX_SIZE_TRAIN", 64,
+        "SOLVER.IMS_PER_BATCH", 4, "SOLVER.MAX_ITER", 25, "SOLVER.BASE_LR", 0.001,
+        "SOLVER.CHECKPOINT_PERIOD", 1000, "TEST.EVAL_PERIOD", 0,
+        "DATALOADER.NUM_WORKERS", 0, "SEED", 0, "OUTPUT_DIR", str(tmp_path / "out"),
+    ])
+    trainer = DefaultTrainer(cfg)
+    assert isinstance(trainer.model.sem_seg_head.pixel_decoder, MSFaPNPixelDecoder)
+    trainer.resume_or_load(resume=False)
+    trainer.train()
+
+    losses = [v for v, _ in trainer.storage.history("total_loss").values()]
+    assert len(losses) == 25 and all(torch.isfinite(torch.tensor(losses)))
+    first, last = sum(losses[:5]) / 5, sum(losses[-5:]) / 5
+    assert last < 0.9 * first, (first, last)  # observed: about 0.75

@@ -24,6 +24,7 @@ from torch.nn import functional as F
 
 from ...config import configurable
 from ...layers import Conv2d, FrozenBatchNorm2d, ShapeSpec, c2_msra_fill, get_norm
+from ...layers.deform_conv import DeformConv
 from ..build import BACKBONE_REGISTRY
 from .backbone import Backbone
 
@@ -108,40 +109,6 @@ class BottleneckBlock(CNNBlockBase):
         out = self.conv3(out)
         out += x if self.shortcut is None else self.shortcut(x)
         return F.relu_(out)
-
-
-class DeformConv(nn.Module):
-    """Deformable 3x3 conv (v1, or v2 with ``modulated=True``) with an optional norm.
-
-    Same parameters as detectron2's ``DeformConv`` / ``ModulatedDeformConv`` (``weight``,
-    optional ``bias``, child ``norm``); the op is ``torchvision.ops.deform_conv2d``, whose
-    offset layout ((dy, dx) pairs per kernel tap and deformable group) is the same.
-    """
-
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, *, stride: int = 1,
-                 padding: int = 0, dilation: int = 1, groups: int = 1, deformable_groups: int = 1,
-                 bias: bool = False, norm: Optional[nn.Module] = None):
-        super().__init__()
-        if in_channels % groups or out_channels % groups:
-            raise ValueError(f"DeformConv channels ({in_channels}, {out_channels}) "
-                             f"must be divisible by groups={groups}")
-        self.stride, self.padding, self.dilation = stride, padding, dilation
-        self.deformable_groups = deformable_groups
-        self.weight = nn.Parameter(
-            torch.empty(out_channels, in_channels // groups, kernel_size, kernel_size)
-        )
-        self.bias = nn.Parameter(torch.zeros(out_channels)) if bias else None
-        self.norm = norm
-        nn.init.kaiming_uniform_(self.weight, nonlinearity="relu")
-
-    def forward(self, x: torch.Tensor, offset: torch.Tensor,
-                mask: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """x: (B, C, H, W); offset: (B, 2*G*k*k, H', W'); mask: (B, G*k*k, H', W') or None."""
-        from torchvision.ops import deform_conv2d
-
-        x = deform_conv2d(x, offset, self.weight, self.bias, stride=self.stride,
-                          padding=self.padding, dilation=self.dilation, mask=mask)
-        return x if self.norm is None else self.norm(x)
 
 
 class DeformBottleneckBlock(CNNBlockBase):

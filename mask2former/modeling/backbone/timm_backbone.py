@@ -175,7 +175,8 @@ class TimmBackbone(Backbone):
                 continue
             if source[match].shape != value.shape:
                 raise ValueError(f"MODEL.TIMM.PRETRAINED={path!r}: {match!r} has shape "
-                                 f"{tuple(source[match].shape)}, {self.model_name} expects {tuple(value.shape)}")
+                                 f"{tuple(source[match].shape)}, {self.model_name} expects "
+                                 f"{tuple(value.shape)}")
             loaded[key] = source[match]
         if missing:
             raise ValueError(f"MODEL.TIMM.PRETRAINED={path!r} lacks {len(missing)} of the "
