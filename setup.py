@@ -1,5 +1,36 @@
-"""Installs the mask2former package (``pip install -e .``)."""
+"""Installs the mask2former package (``pip install -e .``).
+
+With a CUDA toolkit matching the installed torch and a GPU (or ``FORCE_CUDA=1``), this also
+compiles the multi-scale deformable attention op (``mask2former.layers._msda_C``); install with
+``--no-build-isolation`` so that torch is importable here. Without it, the op is compiled on
+first use on a GPU, or the pure-PyTorch path is used (see docs/ms_deform_attn.md).
+"""
+import os
+
 from setuptools import find_packages, setup
+
+
+def _cuda_extensions():
+    """The deformable-attention CUDA op, built only with a CUDA toolkit and a GPU (or FORCE_CUDA=1)."""
+    try:
+        import torch
+        from torch.utils.cpp_extension import CUDA_HOME, BuildExtension, CUDAExtension
+    except ImportError:  # build isolation without torch: the JIT / pytorch paths remain
+        return [], {}
+    if CUDA_HOME is None or not (torch.cuda.is_available() or os.environ.get("FORCE_CUDA") == "1"):
+        return [], {}
+    src = "mask2former/layers/csrc/ms_deform_attn"
+    ext = CUDAExtension(
+        "mask2former.layers._msda_C",
+        sources=[f"{src}/ms_deform_attn.cpp", f"{src}/ms_deform_attn_forward.cu",
+                 f"{src}/ms_deform_attn_backward.cu"],
+        extra_compile_args={"cxx": ["-O3"],
+                            "nvcc": ["-O3", "--expt-relaxed-constexpr", "-lineinfo"]},
+    )
+    return [ext], {"build_ext": BuildExtension}
+
+
+ext_modules, cmdclass = _cuda_extensions()
 
 setup(
     name="mask2former",
@@ -8,7 +39,9 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.10",
     packages=find_packages(include=["mask2former", "mask2former.*"]),
-    package_data={"mask2former": ["layers/csrc/*", "layers/csrc/**/*"]},
+    package_data={"mask2former": ["layers/csrc/ms_deform_attn/*"]},
+    ext_modules=ext_modules,
+    cmdclass=cmdclass,
     install_requires=[
         "torch>=2.4",
         "torchvision>=0.19",

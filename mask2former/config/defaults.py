@@ -221,6 +221,9 @@ _C.MODEL.MASK_FORMER.TEST.PANOPTIC_ON = False
 _C.MODEL.MASK_FORMER.TEST.OBJECT_MASK_THRESHOLD = 0.0
 _C.MODEL.MASK_FORMER.TEST.OVERLAP_THRESHOLD = 0.0
 _C.MODEL.MASK_FORMER.TEST.SEM_SEG_POSTPROCESSING_BEFORE_INFERENCE = False
+# [project] Panoptic: a pixel joins its argmax query only where that query's mask prob >= 0.5
+# (Mask2Former); MaskFormer v1 configs set False (v1 assigns every argmax pixel).
+_C.MODEL.MASK_FORMER.TEST.PANOPTIC_REQUIRE_MASK_PROB = True
 # MaskFormer v1 only (add_mask_former_config); read by no model here.
 _C.MODEL.MASK_FORMER.TEST.SEMANTIC_INFERENCE_METHOD = "probabilistic"
 

@@ -169,8 +169,20 @@ def _log_once(requested: str, chosen: str, message: str, level: int) -> None:
         logger.log(level, message)
 
 
+_compiled_backends_imported = False
+
+
+def _import_compiled_backends() -> None:
+    """Import the cuda / triton backend modules once; each registers itself (builds nothing)."""
+    global _compiled_backends_imported
+    if not _compiled_backends_imported:
+        _compiled_backends_imported = True
+        from . import ms_deform_attn_cuda, ms_deform_attn_triton  # noqa: F401
+
+
 def resolve_ms_deform_attn_backend(value: Tensor) -> MSDABackend:
     """The backend that :func:`multi_scale_deformable_attention` uses for ``value``."""
+    _import_compiled_backends()
     forced_by_env = _impl_override is None
     requested = get_ms_deform_attn_impl()
     if requested == "auto":

@@ -76,6 +76,7 @@ def panoptic_inference(
     object_mask_threshold: float,
     overlap_threshold: float,
     thing_ids: Collection[int],
+    require_mask_prob: bool = True,
 ) -> Tuple[torch.Tensor, List[Dict]]:
     """Panoptic map by per-pixel argmax over confident queries, as the official Mask2Former.
 
@@ -88,6 +89,8 @@ def panoptic_inference(
     Args:
         mask_cls: (Q, K+1) class logits. mask_pred: (Q, H, W) mask logits.
         num_classes: K. thing_ids: contiguous class ids that are "things".
+        require_mask_prob: False gives MaskFormer v1's rule: a query gets every pixel it wins,
+            whatever its own mask probability there.
     Returns:
         panoptic_seg (H, W) int32 (0 = void) and segments_info, one dict per segment
         with "id", "isthing", "category_id".
@@ -107,7 +110,10 @@ def panoptic_inference(
     work = cur_masks * cur_scores.view(-1, 1)  # (N, H*W) prob masks, then reused as scratch
     cur_mask_ids = work.max(0).indices  # (H*W,) winning query; first one on ties, like argmax
     # mask prob of the winning query at every pixel, thresholded
-    winner_fg = cur_masks.gather(0, cur_mask_ids.unsqueeze(0)).squeeze(0) >= 0.5  # (H*W,)
+    if require_mask_prob:
+        winner_fg = cur_masks.gather(0, cur_mask_ids.unsqueeze(0)).squeeze(0) >= 0.5  # (H*W,)
+    else:
+        winner_fg = torch.ones_like(cur_mask_ids, dtype=torch.bool)
     # one bincount gives, per query, pixels won (mask_area) and won-and-foreground
     counts = torch.bincount(cur_mask_ids * 2 + winner_fg, minlength=2 * n).view(n, 2)
     mask_area = counts.sum(1).tolist()

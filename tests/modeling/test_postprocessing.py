@@ -205,6 +205,24 @@ def test_panoptic_pixels_below_half_probability_stay_void():
     assert seg[0, 0] == 0 and int((seg == 1).sum()) == 8
 
 
+def test_panoptic_maskformer_v1_rule_assigns_every_argmax_pixel():
+    masks = torch.full((2, 3, 4), BIG)
+    masks[0, :, 2:] = -BIG
+    masks[1, :, :2] = -BIG
+    masks[0, 0, 0] = -1.0  # query 0 still wins here (query 1 is at -BIG) but its prob is < 0.5
+    masks[1, 2, 3] = -3.0  # and query 1 here
+    kwargs = dict(num_classes=4, object_mask_threshold=0.5, overlap_threshold=0.5, thing_ids={0})
+    seg_v2, info_v2 = panoptic_inference(class_logits([0, 2], 4), masks, **kwargs)
+    seg_v1, info_v1 = panoptic_inference(class_logits([0, 2], 4), masks, **kwargs, require_mask_prob=False)
+    assert info_v1 == info_v2 == [{"id": 1, "isthing": True, "category_id": 0},
+                                  {"id": 2, "isthing": False, "category_id": 2}]
+    expected_v1 = torch.tensor([[1, 1, 2, 2]] * 3, dtype=torch.int32)
+    assert torch.equal(seg_v1, expected_v1)
+    expected_v2 = expected_v1.clone()
+    expected_v2[0, 0] = expected_v2[2, 3] = 0
+    assert torch.equal(seg_v2, expected_v2)
+
+
 @pytest.mark.parametrize("seed", range(6))
 def test_panoptic_matches_the_official_loop(seed):
     g = torch.Generator().manual_seed(seed)

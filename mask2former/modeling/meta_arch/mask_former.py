@@ -50,6 +50,7 @@ class MaskFormer(nn.Module):
         panoptic_on: bool = False,
         instance_on: bool = False,
         test_topk_per_image: int = 100,
+        panoptic_require_mask_prob: bool = True,
     ):
         """
         Args:
@@ -69,6 +70,8 @@ class MaskFormer(nn.Module):
             pixel_mean, pixel_std: per-channel normalisation of the input image.
             semantic_on, panoptic_on, instance_on: which results inference returns.
             test_topk_per_image: instance inference keeps this many (query, class) pairs.
+            panoptic_require_mask_prob: panoptic pixels need the winning query's mask prob
+                >= 0.5 (Mask2Former); False is MaskFormer v1's rule.
         """
         super().__init__()
         self.backbone = backbone
@@ -90,6 +93,7 @@ class MaskFormer(nn.Module):
         self.instance_on = instance_on
         self.panoptic_on = panoptic_on
         self.test_topk_per_image = test_topk_per_image
+        self.panoptic_require_mask_prob = panoptic_require_mask_prob
         if not semantic_on and not sem_seg_postprocess_before_inference:
             raise ValueError(
                 "MaskFormer: sem_seg_postprocess_before_inference must be True when semantic "
@@ -112,6 +116,7 @@ class MaskFormer(nn.Module):
             "num_queries": cfg.MODEL.MASK_FORMER.NUM_OBJECT_QUERIES,
             "object_mask_threshold": test.OBJECT_MASK_THRESHOLD,
             "overlap_threshold": test.OVERLAP_THRESHOLD,
+            "panoptic_require_mask_prob": test.PANOPTIC_REQUIRE_MASK_PROB,
             "metadata": _dataset_metadata(cfg),
             "size_divisibility": cfg.MODEL.MASK_FORMER.SIZE_DIVISIBILITY,
             "sem_seg_postprocess_before_inference": (
@@ -204,6 +209,7 @@ class MaskFormer(nn.Module):
                     object_mask_threshold=self.object_mask_threshold,
                     overlap_threshold=self.overlap_threshold,
                     thing_ids=self.thing_ids(),
+                    require_mask_prob=self.panoptic_require_mask_prob,
                 )
 
             if self.instance_on:
