@@ -2,8 +2,9 @@
 
 The training loader is resumable exactly: sample ``p`` of this rank's stream is always the same
 dataset index (the sampler is seeded) mapped with the same augmentation randomness (python,
-numpy and torch RNGs are re-seeded from ``(seed, rank, p)`` before mapping it), whatever the
-number of workers. ``TrainDataLoader.state_dict()`` records the next stream position and the
+numpy and torch RNGs are re-seeded from ``(seed, global position)`` before mapping it, where
+the global position ``rank + world_size * p`` is the sample's place in the one-process stream),
+whatever the number of workers -- and whatever the number of processes. ``TrainDataLoader.state_dict()`` records the next stream position and the
 positions waiting in the aspect-ratio buckets; ``load_state_dict`` continues from there.
 """
 from __future__ import annotations
@@ -124,9 +125,14 @@ class MapDataset(torchdata.Dataset):
                 logger.warning("Failed to apply `_map_func` for idx: %d, retry count: %d", idx, retry)
 
 
-def _seed_for_sample(seed: int, rank: int, position: int) -> None:
-    """Seed python / numpy / torch RNGs for the sample at ``position`` of ``rank``'s stream."""
-    s = int(np.random.SeedSequence([seed & 0xFFFFFFFF, rank, position]).generate_state(1)[0])
+def _seed_for_sample(seed: int, rank: int, world_size: int, position: int) -> None:
+    """Seed python / numpy / torch RNGs for the sample at ``position`` of ``rank``'s stream.
+
+    Keyed by the global stream position, so a sample gets the same augmentation with any
+    number of processes.
+    """
+    global_position = rank + world_size * position
+    s = int(np.random.SeedSequence([seed & 0xFFFFFFFF, global_position]).generate_state(1)[0])
     random.seed(s)
     np.random.seed(s)
     torch.manual_seed(s)
@@ -134,7 +140,7 @@ def _seed_for_sample(seed: int, rank: int, position: int) -> None:
 
 def _map_at(dataset, mapper, sampler, seed: int, position: int, index: int):
     """Map ``dataset[index]`` (a copy: mappers may modify it) as sample ``position``."""
-    _seed_for_sample(seed, sampler.rank, position)
+    _seed_for_sample(seed, sampler.rank, sampler.world_size, position)
     return mapper(copy.deepcopy(dataset[index]))
 
 

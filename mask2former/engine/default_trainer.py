@@ -61,7 +61,8 @@ def build_evaluator(cfg: CfgNode, dataset_name: str, output_folder: Optional[str
     evaluator_type = MetadataCatalog.get(dataset_name).get("evaluator_type", None)
     test = cfg.MODEL.MASK_FORMER.TEST
     evaluators: List[DatasetEvaluator] = []
-    if evaluator_type in ("sem_seg", "ade20k_panoptic_seg", "coco_panoptic_seg") and test.SEMANTIC_ON:
+    if evaluator_type in ("sem_seg", "cityscapes_sem_seg", "ade20k_panoptic_seg", "coco_panoptic_seg") \
+            and test.SEMANTIC_ON:
         evaluators.append(SemSegEvaluator(dataset_name, distributed=True, output_dir=output_folder))
     if evaluator_type in ("coco_panoptic_seg", "ade20k_panoptic_seg", "cityscapes_panoptic_seg",
                           "mapillary_vistas_panoptic_seg") and test.PANOPTIC_ON:
@@ -189,12 +190,19 @@ class DefaultTrainer(TrainerBase):
 
     def resume_or_load(self, resume: bool = True) -> None:
         """Resume from OUTPUT_DIR/last_checkpoint when ``resume`` and it exists, else load MODEL.WEIGHTS."""
+        self._resumed_data_seed = None
         self.checkpointer.resume_or_load(self.cfg.MODEL.WEIGHTS, resume=resume)
         if resume and self.checkpointer.has_checkpoint():
             self.start_iter = self.iter + 1
-            if self.start_iter != self._data_start_iter:
-                self._trainer.reset_data_loader(
-                    lambda: self.build_train_loader(self.cfg, start_iter=self.start_iter))
+            cfg = self.cfg
+            if cfg.SEED < 0 and self._resumed_data_seed is not None:
+                # SEED < 0 drew a random data seed: continue the interrupted run's stream, not a new one
+                cfg = cfg.clone()
+                cfg.defrost()
+                cfg.SEED = self._resumed_data_seed
+                cfg.freeze()
+            if self.start_iter != self._data_start_iter or cfg is not self.cfg:
+                self._trainer.reset_data_loader(lambda: self.build_train_loader(cfg, start_iter=self.start_iter))
                 self._data_start_iter = self.start_iter
 
     def train(self) -> Optional[Dict]:
@@ -212,6 +220,9 @@ class DefaultTrainer(TrainerBase):
         state = super().state_dict()
         state["_trainer"] = self._trainer.state_dict()
         state["rng"] = _capture_rng_state()
+        data_seed = getattr(self.data_loader, "seed", None)  # the seed of the default TrainDataLoader
+        if data_seed is not None:
+            state["data_seed"] = int(data_seed)
         return state
 
     def load_state_dict(self, state_dict: dict) -> None:
@@ -219,6 +230,7 @@ class DefaultTrainer(TrainerBase):
         self._trainer.load_state_dict(state_dict["_trainer"])
         if "rng" in state_dict:
             _restore_rng_state(state_dict["rng"])
+        self._resumed_data_seed = state_dict.get("data_seed")
 
     @classmethod
     def test(cls, cfg: CfgNode, model: torch.nn.Module, evaluators=None) -> "OrderedDict[str, dict]":

@@ -9,7 +9,7 @@ from typing import Callable, List, Optional
 
 from ..utils import comm
 from ..utils.events import EventWriter
-from .train_loop import HookBase
+from .train_loop import HookBase, _preserved_rng_state
 
 __all__ = [
     "CallbackHook", "IterationTimer", "PeriodicWriter", "PeriodicCheckpointer", "LRScheduler",
@@ -179,7 +179,10 @@ class EvalHook(HookBase):
         self._eval_after_train = eval_after_train
 
     def _do_eval(self) -> None:
-        results = self._func()
+        # Evaluation (e.g. starting test-loader workers) must not shift the training RNGs: a run
+        # resumed from a checkpoint written just before this evaluation does not repeat it.
+        with _preserved_rng_state():
+            results = self._func()
         if results:
             flattened = _flatten_results(results)
             for key, value in flattened.items():

@@ -1,8 +1,10 @@
 """The iteration-based training loop: hooks, ``SimpleTrainer`` and ``AMPTrainer``."""
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
+import random
 import time
 import weakref
 from typing import Dict, Iterable, List, Mapping, Optional
@@ -156,13 +158,22 @@ class SimpleTrainer(TrainerBase):
         del iter_obj
         self.data_loader = data_loader_builder()
 
+    def _next_batch(self):
+        """The next batch and the seconds spent waiting for it. Loading leaves this process's
+        RNGs as they were: mapping samples in-process (which seeds them per sample) or starting
+        loader workers (which draws their base seed) must not shift the model's random stream,
+        or a resumed run and a run with another NUM_WORKERS would train differently."""
+        start = time.perf_counter()
+        with _preserved_rng_state():
+            data = next(self._data_loader_iter)
+        return data, time.perf_counter() - start
+
     def run_step(self) -> None:
         assert self.model.training, "[SimpleTrainer] model was changed to eval mode!"
-        start = time.perf_counter()
-        data = next(self._data_loader_iter)
-        data_time = time.perf_counter() - start
+        data, data_time = self._next_batch()
 
-        loss_dict = self.model(data)
+        with _name_iteration_on_divergence(self.iter):
+            loss_dict = self.model(data)
         losses = _sum_losses(loss_dict)
         self.optimizer.zero_grad(set_to_none=True)
         losses.backward()
@@ -203,11 +214,9 @@ class AMPTrainer(SimpleTrainer):
 
     def run_step(self) -> None:
         assert self.model.training, "[AMPTrainer] model was changed to eval mode!"
-        start = time.perf_counter()
-        data = next(self._data_loader_iter)
-        data_time = time.perf_counter() - start
+        data, data_time = self._next_batch()
 
-        with torch.autocast(self.device_type, dtype=self.precision):
+        with torch.autocast(self.device_type, dtype=self.precision), _name_iteration_on_divergence(self.iter):
             loss_dict = self.model(data)
             losses = _sum_losses(loss_dict)
         self.optimizer.zero_grad(set_to_none=True)
@@ -226,6 +235,31 @@ class AMPTrainer(SimpleTrainer):
         super().load_state_dict(state_dict)
         if "grad_scaler" in state_dict:
             self.grad_scaler.load_state_dict(state_dict["grad_scaler"])
+
+
+@contextlib.contextmanager
+def _preserved_rng_state():
+    """Restore the python, numpy and torch (CPU and current CUDA device) RNG states on exit."""
+    python_state, numpy_state = random.getstate(), np.random.get_state()
+    cuda = [torch.cuda.current_device()] if torch.cuda.is_available() and torch.cuda.is_initialized() else []
+    with torch.random.fork_rng(devices=cuda):
+        try:
+            yield
+        finally:
+            random.setstate(python_state)
+            np.random.set_state(numpy_state)
+
+
+@contextlib.contextmanager
+def _name_iteration_on_divergence(iteration: int):
+    """Turn a FloatingPointError raised inside the model (e.g. NaN matching costs of a diverged
+    model, before any loss exists) into a NonFiniteLossError that names the iteration."""
+    try:
+        yield
+    except NonFiniteLossError:
+        raise
+    except FloatingPointError as err:
+        raise NonFiniteLossError(f"Training diverged at iteration={iteration}: {err}") from err
 
 
 def _model_device_type(model: torch.nn.Module) -> str:

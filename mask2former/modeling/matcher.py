@@ -161,7 +161,7 @@ class HungarianMatcher(nn.Module):
             cost = self.cost_mask * cost_mask + self.cost_class * cost_class + self.cost_dice * cost_dice
             cost = cost.reshape(num_queries, -1).cpu()
             if not torch.isfinite(cost).all():
-                raise ValueError(
+                raise FloatingPointError(
                     f"HungarianMatcher: matching cost of image {b} has NaN/inf entries "
                     "(non-finite pred_logits / pred_masks?)"
                 )

@@ -191,7 +191,7 @@ def test_matcher_errors():
     with pytest.raises(ValueError, match="1 labels but 2 masks"):
         HungarianMatcher(num_points=8)(outputs, [bad])
     outputs["pred_logits"][0, 0, 0] = float("nan")
-    with pytest.raises(ValueError, match="NaN/inf"):
+    with pytest.raises(FloatingPointError, match="NaN/inf"):
         HungarianMatcher(num_points=8)(outputs, targets)
 
 
