@@ -23,7 +23,7 @@ from PIL import Image
 
 import _prepare_utils as U  # first: puts the repository root on sys.path
 from mask2former.data.datasets.meta import coco_categories
-from mask2former.data.panoptic_utils import rgb2id
+from mask2former.utils.panoptic_utils import rgb2id
 
 __all__ = [
     "coco_semantic_id_map",

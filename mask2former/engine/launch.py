@@ -93,6 +93,7 @@ def _distributed_worker(local_rank: int, main_func: Callable, world_size: int,
     _synchronize()
     try:
         main_func(*args)
+        _synchronize()  # let every peer finish its last collective before connections close
     finally:
         dist.destroy_process_group()
 

@@ -19,36 +19,14 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 from PIL import Image
 
+from ..utils.panoptic_utils import id2rgb, rgb2id
+
 __all__ = ["VOID", "OFFSET", "rgb2id", "id2rgb", "PQStat", "pq_compute_single_image", "pq_compute"]
 
 logger = logging.getLogger(__name__)
 
 VOID = 0
 OFFSET = 256 * 256 * 256  # > any segment id, so gt_id * OFFSET + pred_id is a unique pair key
-
-
-def rgb2id(color: np.ndarray) -> np.ndarray:
-    """(H, W, 3) RGB panoptic image -> (H, W) segment ids."""
-    if color.ndim != 3 or color.shape[2] != 3:
-        raise ValueError(f"rgb2id expects an (H, W, 3) array, got shape {color.shape}")
-    if color.dtype == np.uint8:
-        color = color.astype(np.int32)
-    return color[:, :, 0] + 256 * color[:, :, 1] + 256 * 256 * color[:, :, 2]
-
-
-def id2rgb(id_map: np.ndarray) -> np.ndarray:
-    """(H, W) segment ids -> (H, W, 3) uint8 RGB image (ids must be < 256^3)."""
-    id_map = np.asarray(id_map)
-    if id_map.size and (id_map.min() < 0 or id_map.max() >= OFFSET):
-        raise ValueError(
-            f"Segment ids must lie in [0, {OFFSET}), got [{id_map.min()}, {id_map.max()}]"
-        )
-    id_map = id_map.astype(np.int64)
-    rgb = np.zeros(id_map.shape + (3,), dtype=np.uint8)
-    for i in range(3):
-        rgb[..., i] = id_map % 256
-        id_map = id_map // 256
-    return rgb
 
 
 class _CategoryStat:

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from mask2former.data.datasets.shapes import generate_shapes_dataset
-from mask2former.data.panoptic_utils import id2rgb
+from mask2former.utils.panoptic_utils import id2rgb
 
 
 @pytest.fixture(scope="session")

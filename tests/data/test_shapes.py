@@ -14,7 +14,7 @@ from mask2former.data.datasets.shapes import (
     generate_shapes_dataset,
     register_all_shapes,
 )
-from mask2former.data.panoptic_utils import rgb2id
+from mask2former.utils.panoptic_utils import rgb2id
 
 _SMALL = {"splits": {"train": 3, "val": 1}, "image_size": 48}
 

@@ -15,7 +15,7 @@ from PIL import Image
 from mask2former.checkpoint.safe_pickle import UnsafePickleError
 from mask2former.data import DatasetCatalog, MetadataCatalog
 from mask2former.data.detection_utils import read_image
-from mask2former.data.panoptic_utils import id2rgb, rgb2id
+from mask2former.utils.panoptic_utils import id2rgb, rgb2id
 from prepare_scripts import load_script
 
 coco_sem = load_script("prepare_coco_semantic_annos_from_panoptic_annos")

@@ -136,6 +136,7 @@ def _distributed_worker(rank, world_size, init_file, gt_file, result_file):
             torch.save(res["sem_seg"], result_file)
         else:
             assert res is None
+        dist.barrier()  # no process may close its connections while a peer still reads
     finally:
         dist.destroy_process_group()
 

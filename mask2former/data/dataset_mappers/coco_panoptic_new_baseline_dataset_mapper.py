@@ -12,7 +12,7 @@ from mask2former.structures import BitMasks, Boxes
 
 from .. import detection_utils as utils
 from .. import transforms as T
-from ..panoptic_utils import rgb2id
+from mask2former.utils.panoptic_utils import rgb2id
 from ._common import image_to_tensor, masks_to_instances
 from .coco_instance_new_baseline_dataset_mapper import build_transform_gen
 

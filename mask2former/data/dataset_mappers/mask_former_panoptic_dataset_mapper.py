@@ -10,7 +10,7 @@ from mask2former.config import configurable
 
 from .. import detection_utils as utils
 from .. import transforms as T
-from ..panoptic_utils import rgb2id
+from mask2former.utils.panoptic_utils import rgb2id
 from ._common import image_to_tensor, masks_to_instances, pad_to_size_divisibility
 from .mask_former_semantic_dataset_mapper import MaskFormerSemanticDatasetMapper
 

@@ -20,7 +20,9 @@ def rgb2id(color: Union[np.ndarray, list, tuple]) -> Union[np.ndarray, int]:
 def id2rgb(id_map: Union[np.ndarray, int]) -> Union[np.ndarray, list]:
     """(H, W) segment ids -> (H, W, 3) uint8 RGB; a single id -> [r, g, b]."""
     if isinstance(id_map, np.ndarray):
-        id_map_copy = id_map.copy()
+        if id_map.size and (id_map.min() < 0 or id_map.max() >= 256 ** 3):
+            raise ValueError(f"Segment ids must lie in [0, 256^3), got [{id_map.min()}, {id_map.max()}]")
+        id_map_copy = id_map.astype(np.int64)
         rgb_map = np.zeros(tuple(id_map.shape) + (3,), dtype=np.uint8)
         for i in range(3):
             rgb_map[..., i] = id_map_copy % 256
