@@ -51,6 +51,7 @@ setup(
         "iopath>=0.1.9",
         "opencv-python-headless",
         "Pillow",
+        "matplotlib",
         "PyYAML",
         "pycocotools>=2.0.7",
         "tabulate",

@@ -1,6 +1,7 @@
 """Shared pytest fixtures: where the official reference data lives."""
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -23,3 +24,12 @@ def reference_dir() -> Path:
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return REPO_ROOT
+
+
+@pytest.fixture(autouse=True)
+def _library_logs_reach_caplog():
+    """``setup_logger`` (run by trainer tests) stops propagation to the root logger, which is
+    where pytest's ``caplog`` listens; let every test start with propagation on."""
+    for name in ("mask2former", "fvcore"):
+        logging.getLogger(name).propagate = True
+    yield

@@ -41,7 +41,9 @@ def masks_to_boxes(masks: torch.Tensor) -> torch.Tensor:
     n, h, w = masks.shape
     if n == 0:
         return torch.zeros(0, 4, dtype=torch.float32, device=masks.device)
-    as_bytes = masks.view(torch.uint8)  # uint8 max-reductions are much faster than bool any()
+    # uint8 max-reductions are much faster than bool any(); the jit tracer (fvcore's FLOP
+    # counter) cannot follow a dtype view, so it gets a copy.
+    as_bytes = masks.to(torch.uint8) if torch.jit.is_tracing() else masks.view(torch.uint8)
     cols = as_bytes.amax(dim=1).bool()  # (N, W): columns holding any foreground
     rows = as_bytes.amax(dim=2).bool()  # (N, H)
     x0, x1 = _first_last(cols)

@@ -1,0 +1,338 @@
+#!/usr/bin/env python
+"""Time inference or training of a config's model on random inputs; report speed and memory.
+
+Examples:
+  python tools/benchmark.py --config-file configs/coco/panoptic-segmentation/maskformer2_R50_bs16_50ep.yaml \\
+      --task inference --device cpu
+  python tools/benchmark.py --config-file CFG --task train --device cuda --precision bf16 --batch-size 2
+
+inference: eval mode, ``torch.no_grad()``, one call of the model on ``--batch-size`` random
+images of ``--input-size`` (the model's pre-processing and post-processing included); the
+median over ``--num-iter`` timed calls after ``--warmup`` untimed ones, in seconds per image,
+split into stages with forward hooks (pre-processing, backbone, pixel decoder, transformer
+decoder, post-processing). Mask-classification models run semantic + instance + panoptic
+inference (as the official speed measurements of these configs did) unless
+``--outputs config`` keeps the config's MODEL.MASK_FORMER.TEST.*_ON.
+train: train mode, synthetic targets (random instances of the config's classes), forward +
+backward + optimizer step (SOLVER.OPTIMIZER with its gradient clipping), seconds per iteration.
+
+Weights: random, or MODEL.WEIGHTS when it can be read locally (speed does not depend on them,
+except for the number of segments post-processing keeps).
+Peak memory: CUDA ``max_memory_allocated``; CPU peak resident set size of the process.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import platform
+import resource
+import statistics
+import sys
+import time
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+import torch
+from tabulate import tabulate
+from torch import nn
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from mask2former.checkpoint import DetectionCheckpointer  # noqa: E402
+from mask2former.config import get_cfg  # noqa: E402
+from mask2former.data import MetadataCatalog  # noqa: E402
+from mask2former.modeling import build_model  # noqa: E402
+from mask2former.solver import build_optimizer  # noqa: E402
+from mask2former.structures import BitMasks, Instances  # noqa: E402
+
+STAGES = ("pre-processing", "backbone", "pixel decoder", "transformer decoder", "post-processing")
+DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+# ---------------------------------------------------------------------- inputs
+def random_batch(batch_size: int, size: Tuple[int, int], num_classes: int, device: str,
+                 with_targets: bool, seed: int = 0) -> List[Dict[str, Any]]:
+    """Random images (3, H, W) in 0..255; with targets: 1-8 random rectangles per image as
+    ``instances`` (gt_classes in [0, num_classes), gt_masks) and the matching ``sem_seg``."""
+    gen = torch.Generator().manual_seed(seed)
+    height, width = size
+    batch = []
+    for _ in range(batch_size):
+        item: Dict[str, Any] = {"image": (torch.rand(3, height, width, generator=gen) * 255).round(),
+                                "height": height, "width": width}
+        if with_targets:
+            num = int(torch.randint(1, 9, (1,), generator=gen))
+            masks = torch.zeros(num, height, width, dtype=torch.bool)
+            for mask in masks:
+                y0, y1 = sorted(torch.randint(0, height, (2,), generator=gen).tolist())
+                x0, x1 = sorted(torch.randint(0, width, (2,), generator=gen).tolist())
+                mask[y0:y1 + 1, x0:x1 + 1] = True
+            classes = torch.randint(0, num_classes, (num,), generator=gen)
+            instances = Instances((height, width))
+            instances.gt_classes = classes
+            instances.gt_masks = BitMasks(masks)
+            sem_seg = torch.full((height, width), int(classes[0]), dtype=torch.long)
+            for mask, cls in zip(masks, classes):
+                sem_seg[mask] = cls
+            item.update(instances=instances.to(device), sem_seg=sem_seg.to(device))
+        item["image"] = item["image"].to(device)
+        batch.append(item)
+    return batch
+
+
+# ---------------------------------------------------------------------- timing helpers
+class StageTimer:
+    """Forward (pre-)hooks stamping the start / end of the model's main parts."""
+
+    def __init__(self, model: nn.Module, sync: Callable[[], None]):
+        self.sync = sync
+        self.stamps: Dict[str, float] = {}
+        self.handles = []
+        parts = {"model": model, "backbone": getattr(model, "backbone", None)}
+        head = getattr(model, "sem_seg_head", None)
+        parts["head"] = head
+        parts["predictor"] = getattr(head, "predictor", None) if head is not None else None
+        for name, module in parts.items():
+            if module is not None:
+                self.handles.append(module.register_forward_pre_hook(self._stamp(name + ".start")))
+                self.handles.append(module.register_forward_hook(self._stamp(name + ".end")))
+
+    def _stamp(self, key: str):
+        def hook(*_: Any) -> None:
+            self.sync()
+            self.stamps[key] = time.perf_counter()
+        return hook
+
+    def stages(self) -> Dict[str, float]:
+        """Seconds per stage of the last call (stages whose modules are missing are absent)."""
+        s = self.stamps
+        out = {}
+        if "backbone.start" in s:
+            out["pre-processing"] = s["backbone.start"] - s["model.start"]
+            out["backbone"] = s["backbone.end"] - s["backbone.start"]
+        if "head.start" in s:
+            if "predictor.start" in s:
+                out["pixel decoder"] = s["predictor.start"] - s["head.start"]
+                out["transformer decoder"] = s["head.end"] - s["predictor.start"]
+            else:
+                out["pixel decoder"] = s["head.end"] - s["head.start"]
+            out["post-processing"] = s["model.end"] - s["head.end"]
+        return out
+
+    def remove(self) -> None:
+        for handle in self.handles:
+            handle.remove()
+
+
+def _rss_bytes() -> Optional[int]:
+    """Current resident set size (Linux /proc), else None."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _peak_rss_bytes() -> int:
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak if platform.system() == "Darwin" else peak * 1024  # KiB on Linux
+
+
+def _mib(num_bytes: float) -> str:
+    return f"{num_bytes / 2 ** 20:.0f} MiB"
+
+
+# ---------------------------------------------------------------------- benchmarks
+def benchmark_inference(model: nn.Module, batch: List[Dict[str, Any]], num_iter: int, warmup: int,
+                        autocast: Any, sync: Callable[[], None]) -> Tuple[List[float], Dict[str, List[float]]]:
+    """Per-call seconds and per-stage seconds of ``num_iter`` timed calls."""
+    model.eval()
+    timer = StageTimer(model, sync)
+    totals, stages = [], {}
+    try:
+        with torch.no_grad():
+            for i in range(warmup + num_iter):
+                sync()
+                start = time.perf_counter()
+                with autocast:
+                    model(batch)
+                sync()
+                elapsed = time.perf_counter() - start
+                if i >= warmup:
+                    totals.append(elapsed)
+                    for name, seconds in timer.stages().items():
+                        stages.setdefault(name, []).append(seconds)
+    finally:
+        timer.remove()
+    return totals, stages
+
+
+def benchmark_train(model: nn.Module, optimizer: torch.optim.Optimizer, batch: List[Dict[str, Any]],
+                    num_iter: int, warmup: int, autocast: Any, scaler: Any,
+                    sync: Callable[[], None]) -> Tuple[List[float], Dict[str, List[float]]]:
+    """Per-iteration seconds (forward + backward + step) and the split into those three."""
+    model.train()
+    totals, parts = [], {"forward (losses)": [], "backward": [], "optimizer step": []}
+    for i in range(warmup + num_iter):
+        sync()
+        t0 = time.perf_counter()
+        with autocast:
+            losses = model(batch)
+            loss = sum(losses.values())
+        sync()
+        t1 = time.perf_counter()
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        sync()
+        t2 = time.perf_counter()
+        scaler.step(optimizer)
+        scaler.update()
+        sync()
+        t3 = time.perf_counter()
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"Loss became {loss.item()} at iteration {i}")
+        if i >= warmup:
+            totals.append(t3 - t0)
+            for name, seconds in zip(parts, (t1 - t0, t2 - t1, t3 - t2)):
+                parts[name].append(seconds)
+    return totals, parts
+
+
+# ---------------------------------------------------------------------- set-up
+def parse_size(text: str) -> Tuple[int, int]:
+    try:
+        height, width = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--input-size must look like 480x640, got {text!r}") from None
+    if height <= 0 or width <= 0:
+        raise argparse.ArgumentTypeError(f"--input-size must be positive, got {text!r}")
+    return height, width
+
+
+def get_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config-file", required=True, metavar="FILE", help="path to config file")
+    parser.add_argument("--task", choices=["inference", "train"], default="inference")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    parser.add_argument("--precision", choices=sorted(DTYPES), default="fp32",
+                        help="autocast precision (fp32: no autocast)")
+    parser.add_argument("--input-size", type=parse_size, default=(480, 640), metavar="HxW")
+    parser.add_argument("--batch-size", type=int, default=1)
+    parser.add_argument("--num-iter", type=int, default=None,
+                        help="timed iterations (default: 10 inference, 5 train)")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed iterations first")
+    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
+    parser.add_argument("--outputs", choices=["all", "config"], default="all",
+                        help="inference results: semantic+instance+panoptic (all, where the "
+                        "dataset metadata allows panoptic) or the config's")
+    parser.add_argument("--opts", default=[], nargs=argparse.REMAINDER,
+                        help="config overrides as KEY VALUE pairs")
+    return parser
+
+
+def setup_cfg(args: argparse.Namespace):
+    cfg = get_cfg()
+    cfg.merge_from_file(args.config_file)
+    cfg.merge_from_list(args.opts)
+    cfg.MODEL.DEVICE = args.device
+    notes = []
+    if args.task == "inference" and args.outputs == "all" and cfg.MODEL.META_ARCHITECTURE == "MaskFormer":
+        names = list(cfg.DATASETS.TRAIN) or list(cfg.DATASETS.TEST)
+        meta = MetadataCatalog.get(names[0]) if names else None
+        can_panoptic = meta is not None and meta.get("thing_dataset_id_to_contiguous_id") is not None
+        test = cfg.MODEL.MASK_FORMER.TEST
+        test.SEMANTIC_ON, test.INSTANCE_ON = True, True
+        test.PANOPTIC_ON = test.PANOPTIC_ON or can_panoptic
+        if not can_panoptic and not test.PANOPTIC_ON:
+            notes.append("panoptic inference off: the dataset metadata has no thing classes")
+    cfg.freeze()
+    return cfg, notes
+
+
+def _outputs_description(cfg) -> str:
+    if cfg.MODEL.META_ARCHITECTURE != "MaskFormer":
+        return f"{cfg.MODEL.META_ARCHITECTURE} (semantic)"
+    test = cfg.MODEL.MASK_FORMER.TEST
+    on = [name for name, flag in (("semantic", test.SEMANTIC_ON), ("instance", test.INSTANCE_ON),
+                                  ("panoptic", test.PANOPTIC_ON)) if flag]
+    return " + ".join(on) or "none"
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = get_parser()
+    args = parser.parse_args(argv)
+    if not os.path.isfile(args.config_file):
+        parser.error(f"--config-file {args.config_file!r} does not exist")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda: CUDA is not available on this machine")
+    if args.batch_size < 1 or args.warmup < 0:
+        parser.error("--batch-size must be >= 1 and --warmup >= 0")
+    num_iter = args.num_iter or (10 if args.task == "inference" else 5)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    cfg, notes = setup_cfg(args)
+
+    torch.manual_seed(0)  # random weights, the same in every run (post-processing depends on them)
+    model = build_model(cfg)
+    weights = "random"
+    if cfg.MODEL.WEIGHTS:
+        try:
+            DetectionCheckpointer(model).load(cfg.MODEL.WEIGHTS)
+            weights = cfg.MODEL.WEIGHTS
+        except FileNotFoundError:
+            notes.append(f"MODEL.WEIGHTS {cfg.MODEL.WEIGHTS} is not available locally: random weights")
+    cuda = args.device == "cuda"
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
+    dtype = DTYPES[args.precision]
+    autocast = torch.autocast(device_type=args.device, dtype=dtype) if dtype != torch.float32 \
+        else contextlib.nullcontext()
+    batch = random_batch(args.batch_size, args.input_size, cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES,
+                         args.device, with_targets=args.task == "train")
+
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+    rss_before = _rss_bytes()
+    if args.task == "inference":
+        totals, parts = benchmark_inference(model, batch, num_iter, args.warmup, autocast, sync)
+        per, unit = args.batch_size, "s/image"
+    else:
+        optimizer = build_optimizer(cfg, model)
+        scaler = torch.amp.GradScaler(args.device, enabled=(dtype == torch.float16 and cuda))
+        totals, parts = benchmark_train(model, optimizer, batch, num_iter, args.warmup, autocast,
+                                        scaler, sync)
+        per, unit = 1, "s/iter"
+
+    if cuda:
+        memory = f"{_mib(torch.cuda.max_memory_allocated())} (CUDA max_memory_allocated)"
+    else:
+        peak = _peak_rss_bytes()
+        memory = f"{_mib(peak)} (peak RSS of the process" + (
+            f"; +{_mib(max(peak - rss_before, 0))} over the RSS before the first iteration)"
+            if rss_before is not None else ")")
+    device_name = torch.cuda.get_device_name() if cuda else \
+        f"CPU ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)"
+
+    total = statistics.median(totals) / per
+    rows = [[name, f"{statistics.median(v) / per:.3f}", f"{min(v) / per:.3f}",
+             f"{100 * statistics.median(v) / per / total:.0f}%"] for name, v in parts.items()]
+    rows.append(["total", f"{total:.3f}", f"{min(totals) / per:.3f}", "100%"])
+    print(f"Config: {args.config_file}")
+    print(f"Task: {args.task}; device: {device_name}; torch {torch.__version__}, "
+          f"{torch.get_num_threads()} threads; precision {args.precision}; input "
+          f"{args.input_size[0]}x{args.input_size[1]}; batch size {args.batch_size}; "
+          f"{num_iter} timed iterations after {args.warmup} warm-up; weights: {weights}")
+    if args.task == "inference":
+        print(f"Inference outputs: {_outputs_description(cfg)}")
+    for note in notes:
+        print(f"Note: {note}")
+    print(tabulate(rows, headers=["stage", f"median {unit}", f"min {unit}", "share"],
+                   tablefmt="pipe", disable_numparse=True, colalign=("left", "right", "right", "right")))
+    print(f"Medians / minima are taken per stage, so they need not add up to the total "
+          f"(max total {max(totals) / per:.3f} {unit}; on a shared machine the minima are the "
+          f"steadier figures).")
+    print(f"Peak memory: {memory}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
