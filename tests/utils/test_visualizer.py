@@ -1,6 +1,8 @@
 """Visualizer / VideoVisualizer / colormap on generated images (numpy + cv2 only)."""
 from __future__ import annotations
 
+import random
+
 import cv2
 import numpy as np
 import pytest
@@ -45,12 +47,15 @@ def _far_from(masks: np.ndarray, margin: int = 12) -> np.ndarray:
 
 @pytest.fixture(autouse=True)
 def _fixed_random_colours():
-    """Colours without metadata are drawn from numpy's global RNG (as detectron2 does): fix it
-    so that a colour close to the image cannot make a test depend on the tests before it."""
-    state = np.random.get_state()
+    """Colours without metadata are drawn from numpy's / python's global RNGs (as detectron2
+    does): fix them so that a colour close to the image cannot make a test depend on the tests
+    before it."""
+    np_state, py_state = np.random.get_state(), random.getstate()
     np.random.seed(0)
+    random.seed(0)
     yield
-    np.random.set_state(state)
+    np.random.set_state(np_state)
+    random.setstate(py_state)
 
 
 def _check_changed_only_on_masks(img: np.ndarray, out: np.ndarray, masks: np.ndarray) -> None:
