@@ -42,6 +42,7 @@ from mask2former.checkpoint import DetectionCheckpointer  # noqa: E402
 from mask2former.config import get_cfg  # noqa: E402
 from mask2former.data import MetadataCatalog  # noqa: E402
 from mask2former.modeling import build_model  # noqa: E402
+from mask2former.utils.memory import keep_freed_cpu_memory  # noqa: E402
 from mask2former.solver import build_optimizer  # noqa: E402
 from mask2former.structures import BitMasks, Instances  # noqa: E402
 
@@ -273,6 +274,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     cfg, notes = setup_cfg(args)
 
     torch.manual_seed(0)  # random weights, the same in every run (post-processing depends on them)
+    keep_freed_cpu_memory()  # as DefaultPredictor / DefaultTrainer do
     model = build_model(cfg)
     weights = "random"
     if cfg.MODEL.WEIGHTS:
