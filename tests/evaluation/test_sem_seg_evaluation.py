@@ -6,9 +6,11 @@ import uuid
 import numpy as np
 import pytest
 import torch
+import torch.distributed as dist
 from PIL import Image
 
 from mask2former.data.catalog import DatasetCatalog, MetadataCatalog
+from mask2former.engine.launch import launch
 from mask2former.evaluation import SemSegEvaluator
 
 # 4 classes (d never appears), 255 = ignore
@@ -117,38 +119,26 @@ def test_bad_inputs_raise(dataset, tmp_path):
         )
 
 
-def _distributed_worker(rank, world_size, init_file, gt_file, result_file):
-    import torch.distributed as dist
-
-    dist.init_process_group(
-        "gloo", init_method=f"file://{init_file}", rank=rank, world_size=world_size
-    )
-    try:
-        name = "test_semseg_distributed"
-        MetadataCatalog.get(name).set(stuff_classes=["a", "b", "c", "d"], ignore_label=255)
-        ev = SemSegEvaluator(name, distributed=True)
-        ev.reset()
-        # rank 0 sees the example, rank 1 a perfect prediction of the same ground truth
-        pred = PRED if rank == 0 else np.where(GT == 255, 0, GT).astype(np.int64)
-        ev.process([{"file_name": "x", "sem_seg_file_name": gt_file}], [{"sem_seg": _scores(pred)}])
-        res = ev.evaluate()
-        if rank == 0:
-            torch.save(res["sem_seg"], result_file)
-        else:
-            assert res is None
-        dist.barrier()  # no process may close its connections while a peer still reads
-    finally:
-        dist.destroy_process_group()
+def _distributed_worker(gt_file, result_file):
+    rank = dist.get_rank()
+    name = "test_semseg_distributed"
+    MetadataCatalog.get(name).set(stuff_classes=["a", "b", "c", "d"], ignore_label=255)
+    ev = SemSegEvaluator(name, distributed=True)
+    ev.reset()
+    # rank 0 sees the example, rank 1 a perfect prediction of the same ground truth
+    pred = PRED if rank == 0 else np.where(GT == 255, 0, GT).astype(np.int64)
+    ev.process([{"file_name": "x", "sem_seg_file_name": gt_file}], [{"sem_seg": _scores(pred)}])
+    res = ev.evaluate()
+    if rank == 0:
+        torch.save(res["sem_seg"], result_file)
+    else:
+        assert res is None
 
 
 def test_results_gathered_across_processes(dataset, tmp_path):
     _, gt_file = dataset
     result_file = tmp_path / "res.pth"
-    torch.multiprocessing.spawn(
-        _distributed_worker,
-        args=(2, str(tmp_path / "init"), gt_file, str(result_file)),
-        nprocs=2,
-    )
+    launch(_distributed_worker, 2, dist_url="auto", args=(gt_file, str(result_file)))
     res = torch.load(result_file)
     # confusion matrices summed over the two processes
     tp = np.array([3 + 4, 3 + 4, 5 + 6])
