@@ -1,13 +1,33 @@
 """Small helpers shared by the MaskFormer dataset mappers."""
 from __future__ import annotations
 
-from typing import List, Sequence, Tuple
+from typing import List, Sequence, Tuple, Union
 
 import numpy as np
 import torch
 from torch.nn import functional as F
 
 from mask2former.structures import Instances
+
+from .. import transforms as T
+
+
+def mask_former_train_augmentations(
+    cfg, crop: T.Augmentation
+) -> List[Union[T.Augmentation, T.Transform]]:
+    """The MaskFormer mappers' training augmentations: resize the shortest edge, ``crop`` if
+    INPUT.CROP.ENABLED, SSD colour jitter if INPUT.COLOR_AUG_SSD, then a horizontal flip."""
+    augs: List[Union[T.Augmentation, T.Transform]] = [
+        T.ResizeShortestEdge(
+            cfg.INPUT.MIN_SIZE_TRAIN, cfg.INPUT.MAX_SIZE_TRAIN, cfg.INPUT.MIN_SIZE_TRAIN_SAMPLING
+        )
+    ]
+    if cfg.INPUT.CROP.ENABLED:
+        augs.append(crop)
+    if cfg.INPUT.COLOR_AUG_SSD:
+        augs.append(T.ColorAugSSDTransform(img_format=cfg.INPUT.FORMAT))
+    augs.append(T.RandomFlip())
+    return augs
 
 
 def image_to_tensor(image: np.ndarray) -> torch.Tensor:

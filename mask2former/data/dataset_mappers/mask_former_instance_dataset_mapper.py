@@ -12,7 +12,9 @@ from mask2former.config import configurable
 
 from .. import detection_utils as utils
 from .. import transforms as T
-from ._common import image_to_tensor, masks_to_instances, pad_to_size_divisibility
+from ._common import (
+    image_to_tensor, mask_former_train_augmentations, masks_to_instances, pad_to_size_divisibility,
+)
 
 __all__ = ["MaskFormerInstanceDatasetMapper"]
 
@@ -41,16 +43,7 @@ class MaskFormerInstanceDatasetMapper:
 
     @classmethod
     def from_config(cls, cfg, is_train: bool = True) -> Dict[str, Any]:
-        augs: List[Union[T.Augmentation, T.Transform]] = [
-            T.ResizeShortestEdge(
-                cfg.INPUT.MIN_SIZE_TRAIN, cfg.INPUT.MAX_SIZE_TRAIN, cfg.INPUT.MIN_SIZE_TRAIN_SAMPLING
-            )
-        ]
-        if cfg.INPUT.CROP.ENABLED:
-            augs.append(T.RandomCrop(cfg.INPUT.CROP.TYPE, cfg.INPUT.CROP.SIZE))
-        if cfg.INPUT.COLOR_AUG_SSD:
-            augs.append(T.ColorAugSSDTransform(img_format=cfg.INPUT.FORMAT))
-        augs.append(T.RandomFlip())
+        augs = mask_former_train_augmentations(cfg, T.RandomCrop(cfg.INPUT.CROP.TYPE, cfg.INPUT.CROP.SIZE))
         return {
             "is_train": is_train,
             "augmentations": augs,

@@ -13,7 +13,9 @@ from mask2former.config import configurable
 from .. import detection_utils as utils
 from .. import transforms as T
 from ..catalog import MetadataCatalog
-from ._common import image_to_tensor, masks_to_instances, pad_to_size_divisibility
+from ._common import (
+    image_to_tensor, mask_former_train_augmentations, masks_to_instances, pad_to_size_divisibility,
+)
 
 __all__ = ["MaskFormerSemanticDatasetMapper"]
 
@@ -45,23 +47,13 @@ class MaskFormerSemanticDatasetMapper:
 
     @classmethod
     def from_config(cls, cfg, is_train: bool = True) -> Dict[str, Any]:
-        augs: List[Union[T.Augmentation, T.Transform]] = [
-            T.ResizeShortestEdge(
-                cfg.INPUT.MIN_SIZE_TRAIN, cfg.INPUT.MAX_SIZE_TRAIN, cfg.INPUT.MIN_SIZE_TRAIN_SAMPLING
-            )
-        ]
-        if cfg.INPUT.CROP.ENABLED:
-            augs.append(
-                T.RandomCrop_CategoryAreaConstraint(
-                    cfg.INPUT.CROP.TYPE,
-                    cfg.INPUT.CROP.SIZE,
-                    cfg.INPUT.CROP.SINGLE_CATEGORY_MAX_AREA,
-                    cfg.MODEL.SEM_SEG_HEAD.IGNORE_VALUE,
-                )
-            )
-        if cfg.INPUT.COLOR_AUG_SSD:
-            augs.append(T.ColorAugSSDTransform(img_format=cfg.INPUT.FORMAT))
-        augs.append(T.RandomFlip())
+        crop = T.RandomCrop_CategoryAreaConstraint(
+            cfg.INPUT.CROP.TYPE,
+            cfg.INPUT.CROP.SIZE,
+            cfg.INPUT.CROP.SINGLE_CATEGORY_MAX_AREA,
+            cfg.MODEL.SEM_SEG_HEAD.IGNORE_VALUE,
+        )
+        augs = mask_former_train_augmentations(cfg, crop)
 
         # the training set's ignore label
         meta = MetadataCatalog.get(cfg.DATASETS.TRAIN[0])
