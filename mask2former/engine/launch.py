@@ -10,6 +10,8 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from ..utils import comm
+
 __all__ = ["launch", "DEFAULT_TIMEOUT"]
 
 DEFAULT_TIMEOUT = timedelta(minutes=30)
@@ -95,6 +97,7 @@ def _distributed_worker(local_rank: int, main_func: Callable, world_size: int,
         main_func(*args)
         _synchronize()  # let every peer finish its last collective before connections close
     finally:
+        comm.forget_process_groups()
         dist.destroy_process_group()
 
 

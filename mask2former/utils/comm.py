@@ -16,6 +16,7 @@ import torch.distributed as dist
 
 __all__ = [
     "all_gather",
+    "forget_process_groups",
     "gather",
     "get_local_rank",
     "get_local_size",
@@ -70,12 +71,23 @@ def synchronize() -> None:
         dist.barrier()
 
 
-@functools.lru_cache()
 def _get_global_gloo_group():
-    """A gloo group of all ranks (the default group itself when it already is gloo)."""
+    """A gloo group of all ranks for object collectives: None (the default group) when the
+    default group already is gloo. No reference to the default group is cached: one kept past
+    ``destroy_process_group`` is torn down at interpreter exit and can abort the process."""
     if dist.get_backend() == "nccl":
-        return dist.new_group(backend="gloo")
-    return dist.group.WORLD
+        return _gloo_group_beside_nccl()
+    return None
+
+
+def forget_process_groups() -> None:
+    """Drop cached process groups (call before ``destroy_process_group``)."""
+    _gloo_group_beside_nccl.cache_clear()
+
+
+@functools.lru_cache()
+def _gloo_group_beside_nccl():
+    return dist.new_group(backend="gloo")
 
 
 def all_gather(data: Any, group: Optional[Any] = None) -> List[Any]:
