@@ -1,7 +1,11 @@
 """SemSegEvaluator on a 4x4 example whose metrics are computed by hand."""
 
 import math
+import os
+import subprocess
+import sys
 import uuid
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,7 +14,6 @@ import torch.distributed as dist
 from PIL import Image
 
 from mask2former.data.catalog import DatasetCatalog, MetadataCatalog
-from mask2former.engine.launch import launch
 from mask2former.evaluation import SemSegEvaluator
 
 # 4 classes (d never appears), 255 = ignore
@@ -138,7 +141,18 @@ def _distributed_worker(gt_file, result_file):
 def test_results_gathered_across_processes(dataset, tmp_path):
     _, gt_file = dataset
     result_file = tmp_path / "res.pth"
-    launch(_distributed_worker, 2, dist_url="auto", args=(gt_file, str(result_file)))
+    # Two gloo processes started by launch(), as train_net.py does, from a fresh interpreter
+    # (like the engine's distributed tests) rather than from inside the pytest process.
+    driver = (
+        "import sys; sys.path.insert(0, sys.argv[1]);"
+        "from test_sem_seg_evaluation import _distributed_worker;"
+        "from mask2former.engine.launch import launch;"
+        "launch(_distributed_worker, 2, dist_url='auto', args=(sys.argv[2], sys.argv[3]))"
+    )
+    repo_root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": str(repo_root), "OMP_NUM_THREADS": "1"}
+    subprocess.run([sys.executable, "-c", driver, str(Path(__file__).parent), str(gt_file), str(result_file)],
+                   check=True, env=env, cwd=str(repo_root), timeout=300)
     res = torch.load(result_file)
     # confusion matrices summed over the two processes
     tp = np.array([3 + 4, 3 + 4, 5 + 6])
