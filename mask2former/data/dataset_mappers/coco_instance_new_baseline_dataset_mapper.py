@@ -17,7 +17,9 @@ from .. import transforms as T
 from ..polygons import PolygonMasks
 from ._common import image_to_tensor
 
-__all__ = ["COCOInstanceNewBaselineDatasetMapper", "build_transform_gen", "convert_coco_poly_to_mask"]
+__all__ = [
+    "COCOInstanceNewBaselineDatasetMapper", "LSJDatasetMapperBase", "build_transform_gen", "convert_coco_poly_to_mask",
+]
 
 
 def convert_coco_poly_to_mask(segmentations: Sequence[Sequence[Any]], height: int, width: int) -> torch.Tensor:
@@ -65,10 +67,9 @@ def build_transform_gen(cfg, is_train: bool) -> List[T.Augmentation]:
     return augmentation
 
 
-class COCOInstanceNewBaselineDatasetMapper:
-    """Returns ``image`` (C, S, S), ``padding_mask`` (S, S) bool and (training) ``instances`` with
-    ``gt_classes`` (N,), ``gt_boxes`` (tight boxes of the cropped polygons) and ``gt_masks``
-    (N, S, S) bool; crowd and emptied instances are dropped."""
+class LSJDatasetMapperBase:
+    """What the two LSJ mappers share: the augmentations of ``build_transform_gen`` and the
+    image format; subclasses implement ``__call__``."""
 
     @configurable
     def __init__(self, is_train: bool = True, *, tfm_gens: List[T.Augmentation], image_format: str):
@@ -86,6 +87,12 @@ class COCOInstanceNewBaselineDatasetMapper:
             "tfm_gens": build_transform_gen(cfg, is_train),
             "image_format": cfg.INPUT.FORMAT,
         }
+
+
+class COCOInstanceNewBaselineDatasetMapper(LSJDatasetMapperBase):
+    """Returns ``image`` (C, S, S), ``padding_mask`` (S, S) bool and (training) ``instances`` with
+    ``gt_classes`` (N,), ``gt_boxes`` (tight boxes of the cropped polygons) and ``gt_masks``
+    (N, S, S) bool; crowd and emptied instances are dropped."""
 
     def __call__(self, dataset_dict: Dict[str, Any]) -> Dict[str, Any]:
         dataset_dict = copy.deepcopy(dataset_dict)

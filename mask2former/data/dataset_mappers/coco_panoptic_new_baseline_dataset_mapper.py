@@ -2,43 +2,24 @@
 from __future__ import annotations
 
 import copy
-import logging
-from typing import Any, Dict, List
+from typing import Any, Dict
 
 import torch
 
-from mask2former.config import configurable
 from mask2former.structures import BitMasks, Boxes
 
 from .. import detection_utils as utils
 from .. import transforms as T
 from mask2former.utils.panoptic_utils import rgb2id
 from ._common import image_to_tensor, masks_to_instances
-from .coco_instance_new_baseline_dataset_mapper import build_transform_gen
+from .coco_instance_new_baseline_dataset_mapper import LSJDatasetMapperBase
 
 __all__ = ["COCOPanopticNewBaselineDatasetMapper"]
 
 
-class COCOPanopticNewBaselineDatasetMapper:
+class COCOPanopticNewBaselineDatasetMapper(LSJDatasetMapperBase):
     """Returns ``image`` (C, S, S) and (training) ``instances`` from the panoptic PNG (crowd
     segments skipped): ``gt_classes`` (N,), ``gt_masks`` (N, S, S) bool, ``gt_boxes`` (N, 4)."""
-
-    @configurable
-    def __init__(self, is_train: bool = True, *, tfm_gens: List[T.Augmentation], image_format: str):
-        self.tfm_gens = tfm_gens
-        logging.getLogger(__name__).info(
-            "[%s] Full TransformGens used in training: %s", type(self).__name__, tfm_gens
-        )
-        self.img_format = image_format
-        self.is_train = is_train
-
-    @classmethod
-    def from_config(cls, cfg, is_train: bool = True) -> Dict[str, Any]:
-        return {
-            "is_train": is_train,
-            "tfm_gens": build_transform_gen(cfg, is_train),
-            "image_format": cfg.INPUT.FORMAT,
-        }
 
     def __call__(self, dataset_dict: Dict[str, Any]) -> Dict[str, Any]:
         dataset_dict = copy.deepcopy(dataset_dict)
