@@ -14,10 +14,8 @@ import os
 import pickle
 import sys
 
-import torch
-
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from mask2former.checkpoint.conversions import convert_official_swin_checkpoint  # noqa: E402
+from mask2former.checkpoint.conversions import convert_official_swin_checkpoint, read_weights_file  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -27,13 +25,9 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     try:
-        checkpoint = torch.load(args.input, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        parser.error(f"{args.input}: no such file")
-    except Exception as err:  # torch.load raises many types for a file that is not a .pth
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else ""
-        parser.error(f"{args.input}: cannot be read as a torch checkpoint "
-                     f"({type(err).__name__}: {reason})")
+        checkpoint = read_weights_file(args.input)
+    except ValueError as err:
+        parser.error(str(err))
     try:
         converted = convert_official_swin_checkpoint(checkpoint)
     except ValueError as err:

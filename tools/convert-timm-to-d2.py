@@ -21,26 +21,8 @@ import os
 import pickle
 import sys
 
-import torch
-
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from mask2former.checkpoint.conversions import convert_timm_state_dict  # noqa: E402
-
-
-def _load(path: str, parser: argparse.ArgumentParser):
-    if not os.path.isfile(path):
-        parser.error(f"{path}: no such file")
-    try:
-        if path.endswith(".safetensors"):
-            from safetensors.torch import load_file  # optional dependency, comes with timm
-            return load_file(path, device="cpu")
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except ImportError:
-        parser.error(f"{path}: reading .safetensors needs the package safetensors "
-                     "(pip install safetensors)")
-    except Exception as err:  # many types for a file that is not a checkpoint
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else ""
-        parser.error(f"{path}: cannot be read as a checkpoint ({type(err).__name__}: {reason})")
+from mask2former.checkpoint.conversions import convert_timm_state_dict, read_weights_file  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -51,7 +33,10 @@ def main(argv=None) -> int:
                         help="architecture of the weights (default: detected from the keys)")
     args = parser.parse_args(argv)
 
-    state_dict = _load(args.input, parser)
+    try:
+        state_dict = read_weights_file(args.input)
+    except ValueError as err:
+        parser.error(str(err))
     try:
         converted = convert_timm_state_dict(state_dict, args.arch)
     except ValueError as err:

@@ -20,9 +20,8 @@ import os
 import pickle
 import sys
 
-import torch
-
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from mask2former.checkpoint.conversions import read_weights_file, to_d2_checkpoint  # noqa: E402
 from mask2former.checkpoint.torchvision_conversion import (  # noqa: E402
     convert_torchvision_resnet_state_dict,
 )
@@ -35,23 +34,19 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     try:
-        state_dict = torch.load(args.input, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        parser.error(f"{args.input}: no such file")
-    except Exception as err:  # torch.load raises many types for a file that is not a .pth
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else ""
-        parser.error(f"{args.input}: cannot be read as a torch state_dict "
-                     f"({type(err).__name__}: {reason})")
+        state_dict = read_weights_file(args.input)
+    except ValueError as err:
+        parser.error(str(err))
     try:
         converted = convert_torchvision_resnet_state_dict(state_dict)
     except ValueError as err:
         parser.error(f"{args.input}: {err}")
     for old, new in zip(state_dict, converted):
         print(old, "->", new)
-    model = {k: v.detach().cpu().numpy() for k, v in converted.items()}
+    checkpoint = to_d2_checkpoint(converted, author="torchvision")
     with open(args.output, "wb") as f:
-        pickle.dump({"model": model, "__author__": "torchvision", "matching_heuristics": True}, f)
-    print(f"Wrote {len(model)} tensors to {args.output}")
+        pickle.dump(checkpoint, f)
+    print(f"Wrote {len(checkpoint['model'])} tensors to {args.output}")
     return 0
 
 

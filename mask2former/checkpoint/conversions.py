@@ -21,6 +21,7 @@ matching and reports the classifier keys as unused.
 """
 from __future__ import annotations
 
+import os
 import re
 from typing import Any, Dict, Mapping, Optional
 
@@ -29,6 +30,7 @@ import numpy as np
 from .torchvision_conversion import torchvision_resnet_key_to_d2
 
 __all__ = [
+    "read_weights_file",
     "convert_official_swin_checkpoint",
     "convert_timm_resnet_state_dict",
     "convert_timm_state_dict",
@@ -41,6 +43,27 @@ __all__ = [
 _DEEP_STEM = {"conv1.0.": "stem.conv1.", "conv1.1.": "stem.conv1.norm.",
               "conv1.3.": "stem.conv2.", "conv1.4.": "stem.conv2.norm.",
               "conv1.6.": "stem.conv3.", "bn1.": "stem.conv3.norm."}
+
+
+def read_weights_file(path: str) -> Any:
+    """Load a third-party weights file for conversion: ``.safetensors``, or a torch file read
+    with ``weights_only=True`` (never runs code). Raises ValueError naming ``path``."""
+    import torch
+
+    if not os.path.isfile(path):
+        raise ValueError(f"{path}: no such file")
+    try:
+        if path.endswith(".safetensors"):
+            from safetensors.torch import load_file  # optional dependency, comes with timm
+
+            return load_file(path, device="cpu")
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except ImportError:
+        raise ValueError(f"{path}: reading .safetensors needs the package safetensors "
+                         "(pip install safetensors)") from None
+    except Exception as err:  # torch.load raises many types for a file that is not a checkpoint
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        raise ValueError(f"{path}: cannot be read as a checkpoint ({type(err).__name__}: {reason})") from None
 
 
 def _unwrap(checkpoint: Any, source: str) -> Mapping[str, Any]:
