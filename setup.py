@@ -36,7 +36,7 @@ setup(
     name="mask2former",
     version="0.1.0",
     description="Mask2Former / MaskFormer universal image segmentation with a Detectron2-style engine",
-    license="Apache-2.0",
+    license="MIT",
     python_requires=">=3.10",
     packages=find_packages(include=["mask2former", "mask2former.*"]),
     package_data={"mask2former": ["layers/csrc/ms_deform_attn/*"]},
@@ -57,6 +57,15 @@ setup(
         "tabulate",
         "termcolor",
         "tqdm",
+        "safetensors",   # the recommended, code-free checkpoint format
     ],
-    extras_require={"dev": ["pytest", "tensorboard", "timm"], "timm": ["timm"]},
+    extras_require={
+        # everything the test suite exercises (CI installs this)
+        "dev": ["pytest", "hypothesis", "tensorboard", "timm", "transformers", "cityscapesscripts",
+                "onnx", "onnxruntime", "onnxscript"],
+        "timm": ["timm"],
+        "cityscapes": ["cityscapesscripts"],        # Cityscapes evaluators and label generation
+        "export": ["onnx", "onnxruntime", "onnxscript"],   # tools/export_model.py, deploy/
+        "hf": ["transformers", "huggingface_hub"],  # Hugging Face checkpoint conversion, hf://
+    },
 )
