@@ -12,7 +12,7 @@ from .build import (
     get_detection_dataset_dicts,
     trivial_batch_collator,
 )
-from .catalog import DatasetCatalog, Metadata, MetadataCatalog
+from ..utils.catalog import DatasetCatalog, Metadata, MetadataCatalog
 from .dataset_mappers import (
     MAPPER_BY_NAME,
     COCOInstanceNewBaselineDatasetMapper,

@@ -24,7 +24,7 @@ from mask2former.config import configurable
 from mask2former.utils import comm
 from mask2former.utils.env import seed_all_rng
 
-from .catalog import DatasetCatalog, MetadataCatalog
+from ..utils.catalog import DatasetCatalog, MetadataCatalog
 from .samplers import InferenceSampler, RepeatFactorTrainingSampler, TrainingSampler
 
 __all__ = [

@@ -20,7 +20,7 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 from tabulate import tabulate
 
-from ..data.catalog import MetadataCatalog
+from ..utils.catalog import MetadataCatalog
 from ..structures.boxes import BoxMode
 from ..utils import comm
 from .coco_json import convert_to_coco_json

@@ -13,7 +13,7 @@ import numpy as np
 import pycocotools.mask as mask_util
 from iopath.common.file_io import g_pathmgr
 
-from ..data.catalog import DatasetCatalog, MetadataCatalog
+from ..utils.catalog import DatasetCatalog, MetadataCatalog
 from ..structures.boxes import BoxMode
 
 __all__ = ["convert_to_coco_dict", "convert_to_coco_json"]

@@ -16,7 +16,7 @@ from iopath.common.file_io import g_pathmgr
 from PIL import Image
 from tabulate import tabulate
 
-from ..data.catalog import MetadataCatalog
+from ..utils.catalog import MetadataCatalog
 from ..utils import comm
 from .evaluator import DatasetEvaluator
 from .panoptic_quality import id2rgb, pq_compute

@@ -15,7 +15,7 @@ import torch
 from iopath.common.file_io import g_pathmgr
 from PIL import Image
 
-from ..data.catalog import DatasetCatalog, MetadataCatalog
+from ..utils.catalog import DatasetCatalog, MetadataCatalog
 from ..utils import comm
 from .evaluator import DatasetEvaluator
 

@@ -13,7 +13,7 @@ import torch
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from mask2former.data.catalog import DatasetCatalog, MetadataCatalog
+from mask2former.utils.catalog import DatasetCatalog, MetadataCatalog
 from mask2former.evaluation import COCOEvaluator, convert_to_coco_dict
 from mask2former.structures import Boxes, Instances
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
-from mask2former.data.catalog import MetadataCatalog
+from mask2former.utils.catalog import MetadataCatalog
 from mask2former.evaluation import COCOPanopticEvaluator, pq_compute
 from mask2former.evaluation.panoptic_quality import PQStat, id2rgb, pq_compute_single_image, rgb2id
 

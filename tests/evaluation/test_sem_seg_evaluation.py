@@ -13,7 +13,7 @@ import torch
 import torch.distributed as dist
 from PIL import Image
 
-from mask2former.data.catalog import DatasetCatalog, MetadataCatalog
+from mask2former.utils.catalog import DatasetCatalog, MetadataCatalog
 from mask2former.evaluation import SemSegEvaluator
 
 # 4 classes (d never appears), 255 = ignore

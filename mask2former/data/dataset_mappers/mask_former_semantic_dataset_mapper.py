@@ -12,7 +12,7 @@ from mask2former.config import configurable
 
 from .. import detection_utils as utils
 from .. import transforms as T
-from ..catalog import MetadataCatalog
+from ...utils.catalog import MetadataCatalog
 from ._common import (
     image_to_tensor, mask_former_train_augmentations, masks_to_instances, pad_to_size_divisibility,
 )

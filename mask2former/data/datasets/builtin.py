@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from typing import Any, Dict, Optional
 
-from ..catalog import DatasetCatalog, MetadataCatalog
+from ...utils.catalog import DatasetCatalog, MetadataCatalog
 from . import meta as M
 from .cityscapes import register_all_cityscapes, register_all_cityscapes_panoptic
 from .coco import load_sem_seg, register_coco_instances

@@ -16,7 +16,7 @@ from PIL import Image
 
 from mask2former.structures import BoxMode
 
-from ..catalog import DatasetCatalog, MetadataCatalog
+from ...utils.catalog import DatasetCatalog, MetadataCatalog
 from .meta import cityscapes_categories
 
 __all__ = [

@@ -11,7 +11,7 @@ import pycocotools.mask as mask_util
 
 from mask2former.structures import BoxMode
 
-from ..catalog import DatasetCatalog, MetadataCatalog
+from ...utils.catalog import DatasetCatalog, MetadataCatalog
 
 __all__ = ["load_coco_json", "load_sem_seg", "register_coco_instances", "register_sem_seg"]
 

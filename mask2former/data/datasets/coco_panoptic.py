@@ -5,7 +5,7 @@ import json
 import os
 from typing import Any, Dict, List, Optional
 
-from ..catalog import DatasetCatalog, MetadataCatalog
+from ...utils.catalog import DatasetCatalog, MetadataCatalog
 
 __all__ = [
     "load_coco_panoptic_json",

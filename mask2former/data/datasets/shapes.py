@@ -28,7 +28,7 @@ import numpy as np
 import pycocotools.mask as mask_util
 from PIL import Image
 
-from ..catalog import DatasetCatalog, MetadataCatalog
+from ...utils.catalog import DatasetCatalog, MetadataCatalog
 from mask2former.utils.panoptic_utils import id2rgb
 from .coco import load_coco_json, load_sem_seg
 from .coco_panoptic import load_coco_panoptic_json

@@ -259,6 +259,7 @@ def _dataset_metadata(cfg) -> Optional[Any]:
     names = list(cfg.DATASETS.TRAIN) or list(cfg.DATASETS.TEST)
     if not names:
         return None
-    from ...data.catalog import MetadataCatalog
+    from ... import data  # noqa: F401  (registers the built-in datasets; see issue 16)
+    from ...utils.catalog import MetadataCatalog
 
     return MetadataCatalog.get(names[0])
