@@ -73,6 +73,20 @@ _C.INPUT.MIN_SCALE = 0.1
 _C.INPUT.MAX_SCALE = 2.0
 
 # ---------------------------------------------------------------------------------------------
+# Video (official add_maskformer2_video_config): clip sampling of the YouTube-VIS mapper.
+# The clip-level augmentation modes are values of existing keys: MIN_SIZE_TRAIN_SAMPLING
+# "choice_by_clip" / "range_by_clip", RANDOM_FLIP "flip_by_clip".
+# ---------------------------------------------------------------------------------------------
+# Frames per training clip.
+_C.INPUT.SAMPLING_FRAME_NUM = 2
+# Frames of a training clip are drawn within +-this many frames of a reference frame.
+_C.INPUT.SAMPLING_FRAME_RANGE = 20
+# Shuffle the order of the sampled frames.
+_C.INPUT.SAMPLING_FRAME_SHUFFLE = False
+# Extra clip-level augmentations: any of "brightness", "contrast", "saturation", "rotation".
+_C.INPUT.AUGMENTATIONS = []
+
+# ---------------------------------------------------------------------------------------------
 # Datasets and data loader
 # ---------------------------------------------------------------------------------------------
 _C.DATASETS = CN()
