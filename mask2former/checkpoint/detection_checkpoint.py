@@ -7,6 +7,8 @@
 * ``save(name, **extra)``: ``<save_dir>/<name>.pth`` holding ``model``, every checkpointable's
   ``state_dict()`` and ``extra``; written to a temp file in the same directory and renamed,
   so a crash never leaves a truncated checkpoint. ``last_checkpoint`` is updated the same way.
+  With ``save_format="safetensors"``: ``<name>.safetensors`` (model) + ``<name>.state.pth``
+  (the rest), see :mod:`.safetensors_io`.
 * ``resume_or_load(path, resume=True)``, ``has_checkpoint()``, ``get_checkpoint_file()``,
   ``get_all_checkpoint_files()`` come from fvcore's ``Checkpointer``.
 """
@@ -31,10 +33,12 @@ from .loading import (
     load_state_dict_into_model,
 )
 from .paths import resolve_checkpoint_path, to_url
+from .safetensors_io import save_safetensors_checkpoint, sidecar_path
 
 __all__ = ["DetectionCheckpointer", "PeriodicCheckpointer", "atomic_write"]
 
 _LAST_CHECKPOINT = "last_checkpoint"
+_SAVE_FORMATS = {"pth": ".pth", "safetensors": ".safetensors"}
 
 
 def atomic_write(path: str, write: Callable[[IO[bytes]], None]) -> None:
@@ -71,6 +75,7 @@ class DetectionCheckpointer(Checkpointer):
         model: the model; a (Distributed)DataParallel wrapper is unwrapped.
         save_dir: where ``save`` writes and ``resume_or_load`` looks for ``last_checkpoint``.
         save_to_disk: write files at all; ``None`` (default): only on the main process.
+        save_format: ``"pth"`` (default) or ``"safetensors"`` (``SOLVER.CHECKPOINT_FORMAT``).
         **checkpointables: objects with ``state_dict()`` / ``load_state_dict()``, saved under
             their keyword and restored by ``load`` / ``resume_or_load(resume=True)``.
     """
@@ -81,8 +86,13 @@ class DetectionCheckpointer(Checkpointer):
         save_dir: str = "",
         *,
         save_to_disk: Optional[bool] = None,
+        save_format: str = "pth",
         **checkpointables: Any,
     ):
+        if save_format not in _SAVE_FORMATS:
+            raise ValueError(f"Checkpoint save_format (SOLVER.CHECKPOINT_FORMAT) must be one of "
+                             f"{sorted(_SAVE_FORMATS)}, got {save_format!r}")
+        self.save_format = save_format
         super().__init__(
             model,
             save_dir,
@@ -143,7 +153,8 @@ class DetectionCheckpointer(Checkpointer):
 
     # ------------------------------------------------------------------ saving
     def save(self, name: str, **kwargs: Any) -> None:
-        """Write ``<save_dir>/<name>.pth`` atomically and point ``last_checkpoint`` at it."""
+        """Write ``<save_dir>/<name>.pth`` (or ``.safetensors`` + sidecar) atomically and point
+        ``last_checkpoint`` at it."""
         if not self.save_dir or not self.save_to_disk:
             return
         data: Dict[str, Any] = {"model": self.model.state_dict()}
@@ -151,13 +162,16 @@ class DetectionCheckpointer(Checkpointer):
             data[key] = obj.state_dict()
         data.update(kwargs)
 
-        basename = f"{name}.pth"
+        basename = f"{name}{_SAVE_FORMATS[self.save_format]}"
         if os.path.basename(basename) != basename:
             raise ValueError(f"Checkpoint name {name!r} must be a plain file name, not a path")
         os.makedirs(self.save_dir, exist_ok=True)
         save_file = os.path.join(self.save_dir, basename)
         self.logger.info(f"Saving checkpoint to {save_file}")
-        atomic_write(save_file, lambda f: torch.save(data, f))
+        if self.save_format == "safetensors":
+            save_safetensors_checkpoint(save_file, data, atomic_write)
+        else:
+            atomic_write(save_file, lambda f: torch.save(data, f))
         self.tag_last_checkpoint(basename)
 
     def tag_last_checkpoint(self, last_filename_basename: str) -> None:
@@ -168,11 +182,24 @@ class DetectionCheckpointer(Checkpointer):
         )
 
     def delete(self, name: str) -> None:
-        """Remove ``<save_dir>/<name>.pth`` (``name`` with or without ``.pth``, or a path)."""
+        """Remove ``<save_dir>/<name>.pth`` (``name`` with or without ``.pth``, or a path); in the
+        safetensors format ``<name>.safetensors`` and its sidecar."""
         if not self.save_to_disk or not self.save_dir:
             return
         path = name if os.path.dirname(name) else os.path.join(self.save_dir, name)
-        if not path.endswith(".pth"):
-            path += ".pth"
-        if os.path.isfile(path):
-            os.remove(path)
+        ext = _SAVE_FORMATS[self.save_format]
+        if not path.endswith(ext):
+            path += ext
+        paths = [path, sidecar_path(path)] if ext == ".safetensors" else [path]
+        for p in paths:
+            if os.path.isfile(p):
+                os.remove(p)
+
+    def get_all_checkpoint_files(self) -> List[str]:
+        """Checkpoint files (``.pth`` and ``.safetensors``, no sidecars) in ``save_dir``."""
+        return [
+            os.path.join(self.save_dir, f)
+            for f in sorted(os.listdir(self.save_dir))
+            if os.path.isfile(os.path.join(self.save_dir, f))
+            and f.endswith((".pth", ".safetensors")) and not f.endswith(".state.pth")
+        ]

@@ -24,6 +24,7 @@ from torch import nn
 
 from .c2_model_loading import align_and_update_state_dicts
 from .safe_pickle import load_pickle
+from .safetensors_io import load_safetensors_checkpoint
 
 __all__ = [
     "IncompatibleKeys",
@@ -77,6 +78,7 @@ def load_checkpoint_file(path: str, url_query: str = "") -> Dict[str, Any]:
     taken as a Caffe2 / Detectron1 blob dict (``"blobs"``, ``*_momentum`` dropped) and marked
     for C2 renaming + matching heuristics. ``.pyth``: pycls (``"model_state"``). Others
     (``.pth``, ``.pt``...): ``torch.load``; a bare state dict is put under ``"model"``.
+    ``.safetensors``: tensors only, plus a trainer-state sidecar (see :mod:`.safetensors_io`).
     ``url_query`` (from ``...pth?matching_heuristics=True``) may turn the heuristics on.
     """
     if path.endswith(".pkl") and not _is_zip(path):
@@ -89,6 +91,8 @@ def load_checkpoint_file(path: str, url_query: str = "") -> Dict[str, Any]:
             blobs = data.get("blobs", data)
             blobs = {k: v for k, v in blobs.items() if not k.endswith("_momentum")}
             loaded = {"model": blobs, "__author__": "Caffe2", "matching_heuristics": True}
+    elif path.endswith(".safetensors"):
+        loaded = load_safetensors_checkpoint(path)  # tensors only (+ a weights_only trainer-state sidecar)
     elif path.endswith(".pyth"):
         data = torch_load_weights_only(path)
         if not isinstance(data, Mapping) or "model_state" not in data:

@@ -393,6 +393,9 @@ _C.SOLVER.WARMUP_METHOD = "linear"  # "linear", "constant" or "linear_log"
 # Rescale the step/warmup schedule when the batch size is auto-scaled.
 _C.SOLVER.RESCALE_INTERVAL = False
 _C.SOLVER.CHECKPOINT_PERIOD = 5000
+# [project] File format of saved checkpoints: "pth" (torch.save) or "safetensors" (model weights in
+# <name>.safetensors, optimizer / scheduler / iteration state in a <name>.state.pth sidecar).
+_C.SOLVER.CHECKPOINT_FORMAT = "pth"
 # Images per iteration across all workers.
 _C.SOLVER.IMS_PER_BATCH = 16
 # Number of workers the config was written for (0: no automatic rescaling).

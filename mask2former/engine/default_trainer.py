@@ -105,7 +105,8 @@ class DefaultTrainer(TrainerBase):
                                  find_unused_parameters=cfg.MODEL.get("FIND_UNUSED_PARAMETERS", False))
         self._trainer = self._build_step_runner(cfg, model, data_loader, optimizer)
         self.scheduler = self.build_lr_scheduler(cfg, optimizer)
-        self.checkpointer = DetectionCheckpointer(model, cfg.OUTPUT_DIR, trainer=weakref.proxy(self))
+        self.checkpointer = DetectionCheckpointer(model, cfg.OUTPUT_DIR, trainer=weakref.proxy(self),
+                                                  save_format=cfg.SOLVER.CHECKPOINT_FORMAT)
         self.start_iter = 0
         self.max_iter = cfg.SOLVER.MAX_ITER
         self.register_hooks(self.build_hooks())
