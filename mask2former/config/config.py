@@ -38,8 +38,8 @@ class CfgNode(_FvcoreCfgNode):
         are evaluated by a restricted arithmetic evaluator; ``allow_unsafe`` is accepted for
         detectron2 compatibility and ignored.
         """
-        if not _PATH_MANAGER.exists(filename):
-            raise FileNotFoundError(f"Config file {filename!r} does not exist")
+        if not _PATH_MANAGER.isfile(filename):
+            raise FileNotFoundError(f"Config file {filename!r} does not exist (or is not a file)")
         with cls._open_cfg(filename) as f:
             cfg = load_yaml(f, filename) or {}
         if not isinstance(cfg, dict):
@@ -47,10 +47,12 @@ class CfgNode(_FvcoreCfgNode):
         base = cfg.pop(BASE_KEY, None)
         if base is None:
             return cfg
+        if not isinstance(base, str) or not base:
+            raise ValueError(f"_BASE_ of config file {filename!r} must be a file path, got {base!r}")
         base_path = os.path.expanduser(base)
         if not base_path.startswith(("/", "~")) and "://" not in base_path:
             base_path = os.path.join(os.path.dirname(filename), base_path)
-        if not _PATH_MANAGER.exists(base_path):
+        if not _PATH_MANAGER.isfile(base_path):
             raise FileNotFoundError(f"_BASE_ {base!r} of config file {filename!r} does not exist "
                                     f"(looked for {base_path!r})")
         base_cfg = cls.load_yaml_with_base(base_path, allow_unsafe=allow_unsafe)
