@@ -2,11 +2,11 @@
 from .deform_conv import DeformConv, ModulatedDeformConvPack
 from .batch_norm import FrozenBatchNorm2d, LayerNorm2d, get_norm
 from .mlp import MLP
-from .position_encoding import PositionEmbeddingSine
+from .position_encoding import PositionEmbeddingSine, PositionEmbeddingSine3D
 from .shape_spec import ShapeSpec
 from .wrappers import Conv2d, c2_msra_fill, c2_xavier_fill
 
 __all__ = [
-    "Conv2d", "DeformConv", "FrozenBatchNorm2d", "ModulatedDeformConvPack", "LayerNorm2d", "MLP", "PositionEmbeddingSine", "ShapeSpec", "c2_msra_fill", "c2_xavier_fill",
+    "Conv2d", "DeformConv", "FrozenBatchNorm2d", "ModulatedDeformConvPack", "LayerNorm2d", "MLP", "PositionEmbeddingSine", "PositionEmbeddingSine3D", "ShapeSpec", "c2_msra_fill", "c2_xavier_fill",
     "get_norm",
 ]

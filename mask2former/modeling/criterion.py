@@ -71,16 +71,16 @@ def _matched_target_masks(targets: Targets, indices: MatchIndices) -> torch.Tens
     w_max = max(t["masks"].shape[-1] for t in targets)
     selected = []
     for t, (_, tgt_idx) in zip(targets, indices):
-        masks = t["masks"][tgt_idx.to(t["masks"].device)]  # (M_b, H_b, W_b)
+        masks = t["masks"][tgt_idx.to(t["masks"].device)]  # (M_b, [T,] H_b, W_b)
         if masks.shape[-2:] != (h_max, w_max):
-            padded = masks.new_zeros((masks.shape[0], h_max, w_max))
-            padded[:, : masks.shape[1], : masks.shape[2]] = masks
+            padded = masks.new_zeros(masks.shape[:-2] + (h_max, w_max))
+            padded[..., : masks.shape[-2], : masks.shape[-1]] = masks
             masks = padded
         selected.append(masks)
     return torch.cat(selected, dim=0)
 
 
-def _check_targets(targets: Optional[Targets], batch_size: int) -> None:
+def _check_targets(targets: Optional[Targets], batch_size: int, mask_layout: str = "(N, H, W)") -> None:
     if targets is None:
         raise ValueError(
             "SetCriterion needs targets in training: each input dict must carry 'instances'"
@@ -91,9 +91,9 @@ def _check_targets(targets: Optional[Targets], batch_size: int) -> None:
         for key in ("labels", "masks"):
             if key not in t:
                 raise KeyError(f"SetCriterion: target {i} has no {key!r} entry (keys: {sorted(t)})")
-        if t["masks"].dim() != 3 or t["masks"].shape[0] != t["labels"].shape[0]:
+        if t["masks"].dim() != len(mask_layout.split(",")) or t["masks"].shape[0] != t["labels"].shape[0]:
             raise ValueError(
-                f"SetCriterion: target {i} needs masks (N, H, W) with N = len(labels) = "
+                f"SetCriterion: target {i} needs masks {mask_layout} with N = len(labels) = "
                 f"{t['labels'].shape[0]}, got masks of shape {tuple(t['masks'].shape)}"
             )
 
@@ -117,6 +117,8 @@ class SetCriterion(nn.Module):
     ``eos_coef`` for no-object); it is part of the official state_dict
     (``criterion.empty_weight``).
     """
+
+    target_mask_layout = "(N, H, W)"  # shape of each target's "masks"
 
     @configurable
     def __init__(
@@ -244,7 +246,7 @@ class SetCriterion(nn.Module):
         Returns:
             ``loss_ce``, ``loss_mask``, ``loss_dice`` and ``<name>_{i}`` per aux output.
         """
-        _check_targets(targets, outputs["pred_logits"].shape[0])
+        _check_targets(targets, outputs["pred_logits"].shape[0], self.target_mask_layout)
         outputs_without_aux = {k: v for k, v in outputs.items() if k != "aux_outputs"}
         indices = self.matcher(outputs_without_aux, targets)
         num_masks = _average_num_masks(targets, outputs["pred_logits"].device)
