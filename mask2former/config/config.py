@@ -1,12 +1,14 @@
 """``CfgNode`` with ``_BASE_`` inheritance and errors that name the offending key and file."""
 from __future__ import annotations
 
+import copy
 import os
 from typing import Any, Dict, List
 
 from fvcore.common.config import CfgNode as _FvcoreCfgNode
 from iopath.common.file_io import PathManager as _PathManagerClass
 
+from .maskformer_v1 import apply_maskformer_v1_values
 from .yaml_loader import load_yaml
 
 _PATH_MANAGER = _PathManagerClass()
@@ -61,12 +63,14 @@ class CfgNode(_FvcoreCfgNode):
 
     def merge_from_file(self, cfg_filename: str, allow_unsafe: bool = False) -> None:
         """Merge a YAML file (and its ``_BASE_`` chain) into this config."""
-        loaded = self.load_yaml_with_base(cfg_filename, allow_unsafe=allow_unsafe)
-        loaded = type(self)(loaded)
+        loaded_dict = self.load_yaml_with_base(cfg_filename, allow_unsafe=allow_unsafe)
+        loaded = type(self)(copy.deepcopy(loaded_dict))
         try:
             self.merge_from_other_cfg(loaded)
         except KeyError as err:
             raise ConfigKeyError(f"{_key_error_text(err)} (in config file {cfg_filename!r})") from None
+        if "MASK_FORMER" in self.get("MODEL", {}):  # a full model config (not a bare test tree)
+            apply_maskformer_v1_values(loaded_dict, self, cfg_filename)
 
     def merge_from_list(self, cfg_list: List[Any]) -> None:
         """Merge ``["KEY", value, ...]`` overrides, as given on the command line."""
