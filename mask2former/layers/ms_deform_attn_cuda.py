@@ -13,7 +13,8 @@ Anything that goes wrong (no GPU, no toolkit, no ninja, a compile error) only ma
 :func:`is_available` return False, with the reason logged once (:func:`unavailable_reason`);
 importing this module never fails and never builds anything.
 
-Importing the module registers the backend with the dispatcher in ``ms_deform_attn``.
+The dispatcher (``ms_deform_attn_dispatch``) loads ``BACKEND`` from here by name; importing this
+module has no side effect.
 """
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from .ms_deform_attn import MSDABackend, register_ms_deform_attn_backend
+from .ms_deform_attn_dispatch import MSDABackend, prepare_kernel_inputs, register_ms_deform_attn_backend
 
 __all__ = [
     "MSDeformAttnCUDAFunction",
@@ -39,7 +40,6 @@ __all__ = [
     "extension_cache_dir",
     "is_available",
     "ms_deform_attn_cuda",
-    "prepare_kernel_inputs",
     "register",
     "supports",
     "unavailable_reason",
@@ -176,43 +176,18 @@ class MSDeformAttnCUDAFunction(torch.autograd.Function):
         return grad_value, None, None, grad_locations, grad_weights
 
 
-def prepare_kernel_inputs(
-    value: Tensor,
-    value_spatial_shapes: Union[Tensor, Sequence[Sequence[int]]],
-    value_level_start_index: Optional[Tensor],
-    sampling_locations: Tensor,
-    attention_weights: Tensor,
-) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-    """Inputs as the compiled kernels (CUDA and Triton) take them: contiguous, one dtype, int64 shapes.
-
-    Mixed dtypes (e.g. half ``value`` with float locations under autocast) are promoted to a
-    common dtype so locations keep their precision; shapes / start indices move to value's
-    device (start indices are derived from the shapes when None).
-    """
-    dtype = torch.promote_types(torch.promote_types(value.dtype, sampling_locations.dtype), attention_weights.dtype)
-    shapes = torch.as_tensor(value_spatial_shapes, dtype=torch.long, device=value.device).contiguous()
-    if value_level_start_index is None:
-        starts = torch.cat([shapes.new_zeros(1), (shapes[:, 0] * shapes[:, 1]).cumsum(0)[:-1]])
-    else:
-        starts = torch.as_tensor(value_level_start_index, dtype=torch.long, device=value.device).contiguous()
-    return (value.to(dtype).contiguous(), shapes, starts, sampling_locations.to(dtype).contiguous(),
-            attention_weights.to(dtype).contiguous())
-
-
 def ms_deform_attn_cuda(
     value: Tensor,
     value_spatial_shapes: Union[Tensor, Sequence[Sequence[int]]],
     value_level_start_index: Optional[Tensor],
     sampling_locations: Tensor,
     attention_weights: Tensor,
-    im2col_step: int = 64,
 ) -> Tensor:
     """The op on the compiled kernels; same contract as ``multi_scale_deformable_attention``.
 
-    Inputs go through :func:`prepare_kernel_inputs`. ``im2col_step`` is accepted for API
-    compatibility and unused (the kernels need no batch chunking). Returns (N, Lq, M * D).
+    Inputs go through :func:`prepare_kernel_inputs` (the kernels need no batch chunking, so there
+    is no ``im2col_step``). Returns (N, Lq, M * D).
     """
-    del im2col_step
     return MSDeformAttnCUDAFunction.apply(*prepare_kernel_inputs(
         value, value_spatial_shapes, value_level_start_index, sampling_locations, attention_weights))
 
@@ -222,8 +197,5 @@ BACKEND = MSDABackend("cuda", ms_deform_attn_cuda, is_available=is_available, su
 
 
 def register() -> None:
-    """(Re-)register the ``cuda`` backend with the dispatcher (done once on import)."""
+    """(Re-)register the ``cuda`` backend with the dispatcher (the dispatcher also loads ``BACKEND`` by name)."""
     register_ms_deform_attn_backend(BACKEND)
-
-
-register()

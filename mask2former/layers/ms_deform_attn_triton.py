@@ -12,7 +12,8 @@ Math is that of the CUDA kernels and of the ``pytorch`` path: pixel coordinate =
 Availability: needs ``triton`` and a CUDA device. With ``TRITON_INTERPRET=1`` (set before Triton
 is first imported) the kernels also run on CPU tensors through Triton's interpreter -- slow, for
 tests; the dispatcher only routes CPU tensors here when the ``triton`` backend is requested
-explicitly. Importing this module registers the backend and does not import Triton.
+explicitly. The dispatcher loads ``BACKEND`` from here by name; importing this module does not
+import Triton.
 """
 from __future__ import annotations
 
@@ -26,8 +27,12 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from .ms_deform_attn import MSDABackend, get_ms_deform_attn_impl, register_ms_deform_attn_backend
-from .ms_deform_attn_cuda import prepare_kernel_inputs
+from .ms_deform_attn_dispatch import (
+    MSDABackend,
+    get_ms_deform_attn_impl,
+    prepare_kernel_inputs,
+    register_ms_deform_attn_backend,
+)
 
 __all__ = [
     "MSDeformAttnTritonFunction",
@@ -252,14 +257,12 @@ def ms_deform_attn_triton(
     value_level_start_index: Optional[Tensor],
     sampling_locations: Tensor,
     attention_weights: Tensor,
-    im2col_step: int = 64,
 ) -> Tensor:
     """The op on the Triton kernels; same contract as ``multi_scale_deformable_attention``.
 
-    Inputs go through :func:`~.ms_deform_attn_cuda.prepare_kernel_inputs` (one dtype, contiguous);
-    ``im2col_step`` is unused. Returns (N, Lq, M * D).
+    Inputs go through :func:`~.ms_deform_attn_dispatch.prepare_kernel_inputs` (one dtype, contiguous).
+    Returns (N, Lq, M * D).
     """
-    del im2col_step
     return MSDeformAttnTritonFunction.apply(*prepare_kernel_inputs(
         value, value_spatial_shapes, value_level_start_index, sampling_locations, attention_weights))
 
@@ -269,8 +272,5 @@ BACKEND = MSDABackend("triton", ms_deform_attn_triton, is_available=is_available
 
 
 def register() -> None:
-    """(Re-)register the ``triton`` backend with the dispatcher (done once on import)."""
+    """(Re-)register the ``triton`` backend with the dispatcher (the dispatcher also loads ``BACKEND`` by name)."""
     register_ms_deform_attn_backend(BACKEND)
-
-
-register()

@@ -7,10 +7,11 @@ import math
 import pytest
 import torch
 
-import mask2former.layers.ms_deform_attn as msda
+import mask2former.layers.ms_deform_attn_dispatch as msda
 from mask2former.layers.ms_deform_attn import (
     MSDABackend,
     MSDeformAttn,
+    ms_deform_attn_core_pytorch,
     multi_scale_deformable_attention,
     register_ms_deform_attn_backend,
     resolve_ms_deform_attn_backend,
@@ -137,7 +138,7 @@ def test_bad_shapes_raise():
 def _counting_backend(name, calls, supports=lambda v: True, available=lambda: True):
     def forward(*args):
         calls.append(name)
-        return msda.ms_deform_attn_core_pytorch(*args)
+        return ms_deform_attn_core_pytorch(*args)
 
     return MSDABackend(name, forward, is_available=available, supports=supports)
 

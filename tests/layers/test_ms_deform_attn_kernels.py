@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import torch
 
-import mask2former.layers.ms_deform_attn as msda
+import mask2former.layers.ms_deform_attn_dispatch as msda
 from mask2former.layers.ms_deform_attn import ms_deform_attn_core_pytorch
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -242,7 +242,7 @@ def test_extension_jit_builds_and_imports(tmp_path):
 # --------------------------------------------------------------------------- Triton interpreter
 _TRITON_CHILD = textwrap.dedent("""
     import sys, torch
-    import mask2former.layers.ms_deform_attn as msda
+    import mask2former.layers.ms_deform_attn_dispatch as msda
     from mask2former.layers.ms_deform_attn_triton import ms_deform_attn_triton, is_available
     assert is_available()
     cases = torch.load(sys.argv[1])
@@ -381,7 +381,7 @@ def test_prepare_kernel_inputs_promotes_and_derives_start(backends):
     value = torch.randn(1, 7, 2, 4, dtype=torch.float16)
     loc = torch.rand(1, 3, 2, 2, 1, 2).transpose(1, 2).contiguous().transpose(1, 2)  # float32, strided
     w = torch.rand(1, 3, 2, 2, 1, dtype=torch.bfloat16)
-    v, shapes, starts, l2, w2 = cuda_mod.prepare_kernel_inputs(value, [[2, 3], [1, 1]], None, loc, w)
+    v, shapes, starts, l2, w2 = msda.prepare_kernel_inputs(value, [[2, 3], [1, 1]], None, loc, w)
     assert v.dtype == l2.dtype == w2.dtype == torch.float32  # locations keep their precision
     assert all(t.is_contiguous() for t in (v, shapes, starts, l2, w2))
     assert shapes.tolist() == [[2, 3], [1, 1]] and starts.tolist() == [0, 6] and starts.dtype == torch.long
