@@ -1,6 +1,7 @@
 """Evaluation: the evaluator interface, ``inference_on_dataset`` and the COCO / panoptic /
 semantic segmentation evaluators."""
 
+from .cityscapes_evaluation import CityscapesInstanceEvaluator, CityscapesSemSegEvaluator
 from .coco_evaluation import COCOEvaluator
 from .coco_json import convert_to_coco_dict, convert_to_coco_json
 from .evaluator import DatasetEvaluator, DatasetEvaluators, inference_context, inference_on_dataset
@@ -10,6 +11,8 @@ from .sem_seg_evaluation import SemSegEvaluator
 from .testing import flatten_results_dict, print_csv_format, verify_results
 
 __all__ = [
+    "CityscapesInstanceEvaluator",
+    "CityscapesSemSegEvaluator",
     "COCOEvaluator",
     "COCOPanopticEvaluator",
     "DatasetEvaluator",
