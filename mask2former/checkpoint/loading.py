@@ -12,6 +12,8 @@
 from __future__ import annotations
 
 import inspect
+import logging
+import os
 from collections import OrderedDict
 from typing import Any, Dict, Iterable, List, Mapping, MutableMapping, Tuple
 from urllib.parse import parse_qs
@@ -23,6 +25,7 @@ from tabulate import tabulate
 from torch import nn
 
 from .c2_model_loading import align_and_update_state_dicts
+from .checks import CheckpointError, check_weights_usable, loaded_share, reading_errors
 from .safe_pickle import load_pickle
 from .safetensors_io import load_safetensors_checkpoint
 
@@ -33,6 +36,8 @@ __all__ = [
     "format_incompatible_keys",
     "torch_load_weights_only",
 ]
+
+logger = logging.getLogger(__name__)
 
 IncompatibleKeys = _IncompatibleKeys  # (missing_keys, unexpected_keys, incorrect_shapes)
 
@@ -51,19 +56,18 @@ def _numpy_safe_globals() -> List[Any]:
 
 
 def torch_load_weights_only(path: str) -> Any:
-    """``torch.load(path, map_location="cpu", weights_only=True)`` that also accepts numpy data."""
-    try:
+    """``torch.load(path, map_location="cpu", weights_only=True)`` that also accepts numpy data.
+
+    Raises:
+        UnsafePickleError: the file references code; CheckpointError: any other failure (empty,
+            text, truncated ...), naming ``path`` and the reason (see :mod:`.checks`).
+    """
+    with reading_errors(path):
         if hasattr(torch.serialization, "safe_globals"):  # torch >= 2.5
             with torch.serialization.safe_globals(_numpy_safe_globals()):
                 return torch.load(path, map_location="cpu", weights_only=True)
         torch.serialization.add_safe_globals(_numpy_safe_globals())
         return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:
-        raise RuntimeError(
-            f"Could not load checkpoint file '{path}' with torch.load(weights_only=True): {err}\n"
-            "Only tensors, plain containers, numbers, strings and numpy arrays are accepted; "
-            "re-save the file as a plain state dict with a trusted tool."
-        ) from err
 
 
 def _is_zip(path: str) -> bool:
@@ -80,15 +84,28 @@ def load_checkpoint_file(path: str, url_query: str = "") -> Dict[str, Any]:
     (``.pth``, ``.pt``...): ``torch.load``; a bare state dict is put under ``"model"``.
     ``.safetensors``: tensors only, plus a trainer-state sidecar (see :mod:`.safetensors_io`).
     ``url_query`` (from ``...pth?matching_heuristics=True``) may turn the heuristics on.
+
+    Raises:
+        FileNotFoundError, UnsafePickleError, or CheckpointError naming ``path`` and the reason
+        (empty, text, truncated / corrupt, not a dict of weights), whatever the reader.
     """
+    with reading_errors(path):
+        return _read_checkpoint_file(path, url_query)
+
+
+def _read_checkpoint_file(path: str, url_query: str) -> Dict[str, Any]:
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"Checkpoint file '{path}' does not exist")
     if path.endswith(".pkl") and not _is_zip(path):
         data = load_pickle(path)
         if not isinstance(data, Mapping):
-            raise ValueError(f"Checkpoint file '{path}' holds a {type(data).__name__}, expected a dict")
+            raise CheckpointError(f"Checkpoint file '{path}' holds a {type(data).__name__}, expected a dict")
         if "model" in data and ("__author__" in data or isinstance(data["model"], Mapping)):
             loaded = dict(data)
         else:
             blobs = data.get("blobs", data)
+            if not isinstance(blobs, Mapping):
+                raise CheckpointError(f"Checkpoint file '{path}': 'blobs' is a {type(blobs).__name__}, expected a dict")
             blobs = {k: v for k, v in blobs.items() if not k.endswith("_momentum")}
             loaded = {"model": blobs, "__author__": "Caffe2", "matching_heuristics": True}
     elif path.endswith(".safetensors"):
@@ -96,22 +113,22 @@ def load_checkpoint_file(path: str, url_query: str = "") -> Dict[str, Any]:
     elif path.endswith(".pyth"):
         data = torch_load_weights_only(path)
         if not isinstance(data, Mapping) or "model_state" not in data:
-            raise ValueError(f"pycls checkpoint '{path}' has no 'model_state' entry")
+            raise CheckpointError(f"pycls checkpoint '{path}' has no 'model_state' entry")
         state = {k: v for k, v in data["model_state"].items() if not k.endswith("num_batches_tracked")}
         loaded = {"model": state, "__author__": "pycls", "matching_heuristics": True}
     else:
         data = torch_load_weights_only(path)
         if not isinstance(data, Mapping):
-            raise ValueError(f"Checkpoint file '{path}' holds a {type(data).__name__}, expected a dict")
+            raise CheckpointError(f"Checkpoint file '{path}' holds a {type(data).__name__}, expected a dict")
         loaded = dict(data) if "model" in data else {"model": data}
 
     queries = parse_qs(url_query)
     if queries.pop("matching_heuristics", ["False"]) == ["True"]:
         loaded["matching_heuristics"] = True
     if queries:
-        raise ValueError(f"Unsupported query {queries} in the checkpoint URL of '{path}'")
+        raise CheckpointError(f"Unsupported query {queries} in the checkpoint URL of '{path}'")
     if not isinstance(loaded["model"], Mapping):
-        raise ValueError(f"Checkpoint file '{path}': 'model' is a {type(loaded['model']).__name__}, expected a dict")
+        raise CheckpointError(f"Checkpoint file '{path}': 'model' is a {type(loaded['model']).__name__}, expected a dict")
     return loaded
 
 
@@ -122,7 +139,7 @@ def _to_tensors(state_dict: MutableMapping[str, Any], source: str) -> None:
         if isinstance(value, np.ndarray):
             state_dict[key] = torch.from_numpy(value if value.flags.writeable else value.copy())
         elif not isinstance(value, torch.Tensor):
-            raise ValueError(
+            raise CheckpointError(
                 f"Checkpoint {source}: entry {key!r} is a {type(value).__name__}, expected a tensor or numpy array"
             )
 
@@ -134,6 +151,7 @@ def load_state_dict_into_model(
     matching_heuristics: bool = False,
     c2_conversion: bool = False,
     source: str = "<state dict>",
+    check: bool = True,
 ) -> IncompatibleKeys:
     """Load ``state_dict`` into ``model`` non-strictly and say what did not fit.
 
@@ -144,6 +162,8 @@ def load_state_dict_into_model(
         matching_heuristics: match names by suffix (:func:`align_and_update_state_dicts`).
         c2_conversion: with the heuristics, first rename Caffe2 blob names.
         source: names the checkpoint in error messages.
+        check: refuse weights that match nothing in the model or hold NaN / inf
+            (:func:`.checks.check_weights_usable`); the model is left untouched then.
 
     Returns:
         ``IncompatibleKeys(missing_keys, unexpected_keys, incorrect_shapes)``; incorrect_shapes
@@ -169,6 +189,12 @@ def load_state_dict_into_model(
         elif value.is_floating_point() and target.is_floating_point() and value.dtype != target.dtype:
             state_dict[key] = value.to(target.dtype)  # e.g. float16 official weights -> float32
 
+    if check:
+        report = format_incompatible_keys(IncompatibleKeys(
+            missing_keys=list(model_state), unexpected_keys=list(state_dict), incorrect_shapes=incorrect_shapes))
+        loaded_keys = check_weights_usable(model_state, state_dict, source=source, report=_first_lines(report, 40))
+        count, total, share = loaded_share(model_state, loaded_keys)
+        logger.info(f"Loading {count} of {total} model tensors ({100 * share:.1f}% of its values) from {source}")
     result = model.load_state_dict(state_dict, strict=False)
     missing = [k for k in result.missing_keys if k not in _IGNORED_MISSING]
     kept = set(_filter_reused_missing_keys(model, missing))  # shared parameters loaded under another name
@@ -176,6 +202,11 @@ def load_state_dict_into_model(
     return IncompatibleKeys(
         missing_keys=missing, unexpected_keys=list(result.unexpected_keys), incorrect_shapes=incorrect_shapes
     )
+
+
+def _first_lines(text: str, count: int) -> str:
+    lines = text.splitlines()
+    return "\n".join(lines[:count] + ([f"... ({len(lines) - count} more lines)"] if len(lines) > count else []))
 
 
 def _group_by_module(keys: Iterable[str]) -> List[str]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+import posixpath
 import shutil
 import tempfile
 import urllib.request
@@ -44,12 +45,26 @@ def to_url(path: str) -> Optional[str]:
 
 
 def url_to_cache_path(url: str, cache_dir: Optional[str] = None) -> str:
-    """Local cache location of ``url``: ``<cache dir>/<url path>`` (query string dropped)."""
+    """Local cache location of ``url``: ``<cache dir>/<url path>`` (query string dropped).
+
+    The URL path is normalised as a URL client would (``a/./b`` -> ``a/b``, ``a/../b`` -> ``b``,
+    ``..`` above the root dropped; backslashes and NUL are refused), so the result can never
+    leave the cache dir: ``https://host/../../etc/passwd`` is cached as ``<cache>/etc/passwd``.
+
+    Raises:
+        ValueError: the URL names no file, or its path holds a backslash or NUL byte.
+    """
     parsed = urlparse(url)
-    relative = parsed.path.lstrip("/")
-    if not relative or relative.endswith("/"):
+    if "\\" in parsed.path or "\x00" in parsed.path:
+        raise ValueError(f"URL {url!r}: backslashes and NUL bytes are not allowed in a checkpoint URL")
+    relative = posixpath.normpath("/" + parsed.path).lstrip("/")
+    if not relative or relative == "." or parsed.path.endswith("/"):
         raise ValueError(f"URL {url!r} does not name a file")
-    return os.path.join(cache_dir or get_cache_dir(), *relative.split("/"))
+    root = os.path.abspath(cache_dir or get_cache_dir())
+    local = os.path.abspath(os.path.join(root, *relative.split("/")))
+    if os.path.commonpath([root, local]) != root or local == root:  # defence in depth
+        raise ValueError(f"URL {url!r} would be cached outside the cache dir {root!r}")
+    return local
 
 
 def _offline() -> bool:

@@ -201,7 +201,7 @@ def test_malicious_pth_is_refused_and_not_executed(tmp_path):
     marker = tmp_path / "pwned"
     path = tmp_path / "evil.pth"
     torch.save({"model": {"w": _TouchFile(marker)}}, path)
-    with pytest.raises(RuntimeError, match="evil.pth"):
+    with pytest.raises(UnsafePickleError, match="evil.pth"):
         DetectionCheckpointer(_tiny_model()).load(str(path))
     assert not marker.exists()
 
