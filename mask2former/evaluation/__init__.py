@@ -9,6 +9,7 @@ from .panoptic_evaluation import COCOPanopticEvaluator
 from .panoptic_quality import pq_compute
 from .sem_seg_evaluation import SemSegEvaluator
 from .testing import flatten_results_dict, print_csv_format, verify_results
+from .ytvis_evaluation import YTVISEvaluator
 
 __all__ = [
     "CityscapesInstanceEvaluator",
@@ -18,6 +19,7 @@ __all__ = [
     "DatasetEvaluator",
     "DatasetEvaluators",
     "SemSegEvaluator",
+    "YTVISEvaluator",
     "convert_to_coco_dict",
     "convert_to_coco_json",
     "flatten_results_dict",

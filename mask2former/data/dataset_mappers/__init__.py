@@ -7,6 +7,7 @@ from .dataset_mapper import DatasetMapper
 from .mask_former_instance_dataset_mapper import MaskFormerInstanceDatasetMapper
 from .mask_former_panoptic_dataset_mapper import MaskFormerPanopticDatasetMapper
 from .mask_former_semantic_dataset_mapper import MaskFormerSemanticDatasetMapper
+from .ytvis_dataset_mapper import YTVISDatasetMapper
 
 # INPUT.DATASET_MAPPER_NAME -> training mapper class (as the official train_net.py picks them)
 MAPPER_BY_NAME: Dict[str, type] = {
@@ -25,4 +26,5 @@ __all__ = [
     "MaskFormerInstanceDatasetMapper",
     "MaskFormerPanopticDatasetMapper",
     "MaskFormerSemanticDatasetMapper",
+    "YTVISDatasetMapper",
 ]

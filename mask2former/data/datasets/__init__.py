@@ -27,6 +27,8 @@ from .coco_panoptic import (
     register_coco_panoptic_annos_sem_seg,
 )
 from .shapes import ensure_shapes_dataset, generate_shapes_dataset, get_shapes_metadata
+from .shapes_video import ensure_shapes_video_dataset, generate_shapes_video_dataset, get_shapes_video_metadata
+from .ytvis import load_ytvis_json, register_ytvis_instances
 
 __all__ = [k for k in globals() if not k.startswith("_") and k != "os"]
 

@@ -16,6 +16,8 @@ from .coco_panoptic import (
     register_coco_panoptic_annos_sem_seg,
 )
 from .shapes import register_all_shapes
+from .shapes_video import register_all_shapes_video
+from .ytvis import register_all_ytvis
 
 __all__ = [
     "register_all_ade20k",
@@ -287,4 +289,6 @@ def register_all_builtin(root: str) -> None:
     register_all_mapillary_vistas(root)
     register_all_mapillary_vistas_panoptic(root)
     register_all_shapes(root)
+    register_all_ytvis(root)
+    register_all_shapes_video(root)
 

@@ -35,6 +35,7 @@ from .coco_panoptic import load_coco_panoptic_json
 
 __all__ = [
     "SHAPES_CATEGORIES",
+    "ensure_generated",
     "ensure_shapes_dataset",
     "generate_shapes_dataset",
     "get_shapes_metadata",
@@ -239,18 +240,26 @@ def ensure_shapes_dataset(root: str, **generate_kwargs: Any) -> str:
     """Generate ``<root>/shapes`` unless it already exists; returns its path. Safe under races.
 
     ``generate_kwargs`` go to ``generate_shapes_dataset`` (tests use smaller splits)."""
-    target = os.path.join(root, "shapes")
+    return ensure_generated(root, "shapes", _VERSION, generate_shapes_dataset, **generate_kwargs)
+
+
+def ensure_generated(root: str, dirname: str, version: str, generate: Any, **generate_kwargs: Any) -> str:
+    """Make ``<root>/<dirname>`` with ``generate(out_dir, **generate_kwargs)`` unless it holds a
+    ``VERSION`` file reading ``version`` (an older version is replaced); returns its path.
+    ``generate`` must write the ``VERSION`` file last. Safe under races: each process generates
+    into a private folder and renames it into place."""
+    target = os.path.join(root, dirname)
     version_file = os.path.join(target, "VERSION")
     if os.path.isfile(version_file):
         with open(version_file) as f:
-            if f.read().strip() == _VERSION:
+            if f.read().strip() == version:
                 return target
         _retire_outdated(root, target)
     os.makedirs(root, exist_ok=True)
-    tmp_parent = tempfile.mkdtemp(prefix=".shapes-tmp-", dir=root)
-    tmp = os.path.join(tmp_parent, "shapes")
+    tmp_parent = tempfile.mkdtemp(prefix=f".{dirname}-tmp-", dir=root)
+    tmp = os.path.join(tmp_parent, dirname)
     try:
-        generate_shapes_dataset(tmp, **generate_kwargs)
+        generate(tmp, **generate_kwargs)
         try:
             os.rename(tmp, target)  # atomic; fails if another process got there first
         except OSError:
