@@ -61,13 +61,16 @@ def build_sem_seg_head(cfg, input_shape: Dict[str, ShapeSpec]) -> nn.Module:
 
 
 def build_pixel_decoder(cfg, input_shape: Dict[str, ShapeSpec]) -> nn.Module:
-    """Build ``cfg.MODEL.SEM_SEG_HEAD.PIXEL_DECODER_NAME``; it must offer ``forward_features``."""
+    """Build ``cfg.MODEL.SEM_SEG_HEAD.PIXEL_DECODER_NAME``; it must offer ``forward_features``
+    and ``output_shape`` (the ``modeling.pixel_decoder.base.PixelDecoder`` contract)."""
     name = cfg.MODEL.SEM_SEG_HEAD.PIXEL_DECODER_NAME
     model = _get(PIXEL_DECODER_REGISTRY, name, "MODEL.SEM_SEG_HEAD.PIXEL_DECODER_NAME")(cfg, input_shape)
-    if not callable(getattr(model, "forward_features", None)):
+    missing = [m for m in ("forward_features", "output_shape") if not callable(getattr(model, m, None))]
+    if missing:
         raise ValueError(
-            f"Pixel decoder {name} must implement forward_features(features) -> "
-            "(mask_features, transformer_encoder_features, multi_scale_features)"
+            f"Pixel decoder {name} must implement {' and '.join(missing)} (see PixelDecoder: "
+            "forward_features(features) -> PixelDecoderOutput(mask_features, "
+            "transformer_encoder_features, multi_scale_features); output_shape() -> the same of ShapeSpecs)"
         )
     return model
 

@@ -14,8 +14,8 @@ from torch.nn import functional as F
 from mask2former.checkpoint import load_pickle
 from mask2former.config import get_cfg
 from mask2former.layers import ShapeSpec
-from mask2former.modeling.build import SEM_SEG_HEADS_REGISTRY, build_sem_seg_head
-from mask2former.modeling.heads.mask_former_head import MaskFormerHead, transformer_in_channels
+from mask2former.modeling.build import SEM_SEG_HEADS_REGISTRY, build_pixel_decoder, build_sem_seg_head
+from mask2former.modeling.heads.mask_former_head import MaskFormerHead, predictor_in_channels
 from mask2former.modeling.heads.per_pixel_baseline import PerPixelBaselineHead, PerPixelBaselinePlusHead
 
 # Import-time registration of the pixel and transformer decoders the heads build.
@@ -243,16 +243,21 @@ def test_old_layout_checkpoint_is_renamed_to_pixel_decoder() -> None:
 # ----------------------------------------------------------------------------------------------
 # MaskFormerHead: which pixel-decoder output feeds the predictor
 # ----------------------------------------------------------------------------------------------
-def test_transformer_in_channels() -> None:
-    cfg = _small_maskformer_head_cfg()
+def test_predictor_in_channels_come_from_declared_shapes() -> None:
+    cfg = _small_maskformer_head_cfg(pixel_decoder="TransformerEncoderPixelDecoder")
     cfg.MODEL.SEM_SEG_HEAD.MASK_DIM = 24
+    decoder = build_pixel_decoder(cfg, SMALL_SHAPES).eval()
+    with torch.no_grad():
+        decoded = decoder.forward_features(small_features())
+    actual = {"transformer_encoder": decoded.transformer_encoder_features.shape[1],
+              "multi_scale_pixel_decoder": decoded.multi_scale_features[0].shape[1],
+              "pixel_embedding": decoded.mask_features.shape[1]}
     for feature, channels in [("transformer_encoder", 32), ("multi_scale_pixel_decoder", 32),
                               ("pixel_embedding", 24), ("res4", 24), ("res5", 32)]:
-        cfg.MODEL.MASK_FORMER.TRANSFORMER_IN_FEATURE = feature
-        assert transformer_in_channels(cfg, SMALL_SHAPES) == channels
-    cfg.MODEL.MASK_FORMER.TRANSFORMER_IN_FEATURE = "res7"
+        assert predictor_in_channels(feature, decoder, SMALL_SHAPES) == channels
+        assert actual.get(feature, channels) == channels
     with pytest.raises(KeyError, match="res7"):
-        transformer_in_channels(cfg, SMALL_SHAPES)
+        predictor_in_channels("res7", decoder, SMALL_SHAPES)
 
 
 @pytest.mark.parametrize(
@@ -277,9 +282,8 @@ def test_mask_former_head_routes_the_requested_feature(in_feature: str, pixel_de
 
 def test_mask_former_head_transformer_encoder_needs_encoder() -> None:
     cfg = _small_maskformer_head_cfg("transformer_encoder", "BasePixelDecoder")
-    head = build_sem_seg_head(cfg, SMALL_SHAPES)
-    with pytest.raises(ValueError, match="TransformerEncoderPixelDecoder"):
-        head(small_features())
+    with pytest.raises(ValueError, match="TransformerEncoderPixelDecoder"):  # found at build time
+        build_sem_seg_head(cfg, SMALL_SHAPES)
 
 
 # ----------------------------------------------------------------------------------------------

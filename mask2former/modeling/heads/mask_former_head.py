@@ -9,8 +9,9 @@ from torch import Tensor, nn
 from ...config.configurable import configurable
 from ...layers import ShapeSpec
 from ..build import SEM_SEG_HEADS_REGISTRY, build_pixel_decoder, build_transformer_decoder
+from ..pixel_decoder.base import predictor_input, shape_channels
 
-__all__ = ["MaskFormerHead", "upgrade_head_state_dict", "transformer_in_channels"]
+__all__ = ["MaskFormerHead", "predictor_in_channels", "upgrade_head_state_dict"]
 
 logger = logging.getLogger(__name__)
 
@@ -41,20 +42,12 @@ def upgrade_head_state_dict(module: nn.Module, state_dict: Dict, prefix: str,
         )
 
 
-def transformer_in_channels(cfg, input_shape: Dict[str, ShapeSpec]) -> int:
-    """Channels of the feature that ``MODEL.MASK_FORMER.TRANSFORMER_IN_FEATURE`` names."""
-    feature = cfg.MODEL.MASK_FORMER.TRANSFORMER_IN_FEATURE
-    if feature in ("transformer_encoder", "multi_scale_pixel_decoder"):
-        return cfg.MODEL.SEM_SEG_HEAD.CONVS_DIM
-    if feature == "pixel_embedding":
-        return cfg.MODEL.SEM_SEG_HEAD.MASK_DIM
-    if feature not in input_shape:
-        raise KeyError(
-            f"MODEL.MASK_FORMER.TRANSFORMER_IN_FEATURE={feature!r} is neither a pixel-decoder output "
-            "('transformer_encoder', 'pixel_embedding', 'multi_scale_pixel_decoder') nor a "
-            f"backbone feature {sorted(input_shape)}"
-        )
-    return input_shape[feature].channels
+def predictor_in_channels(transformer_in_feature: str, pixel_decoder: nn.Module,
+                          input_shape: Dict[str, ShapeSpec]) -> int:
+    """Channels of what the predictor reads, from the pixel decoder's declared ``output_shape()``
+    (or the backbone's ``input_shape`` for a backbone feature name)."""
+    return shape_channels(predictor_input(transformer_in_feature, pixel_decoder.output_shape(),
+                                          input_shape, pixel_decoder))
 
 
 @SEM_SEG_HEADS_REGISTRY.register()
@@ -79,20 +72,15 @@ class MaskFormerHead(nn.Module):
         Args:
             input_shape: shapes of the backbone features the head reads.
             num_classes: number of classes.
-            pixel_decoder: module with ``forward_features(features) -> (mask_features,
-                transformer_encoder_features, multi_scale_features)``.
-            loss_weight, ignore_value: kept for the config interface (losses live in the
-                criterion).
+            pixel_decoder: a :class:`~..pixel_decoder.base.PixelDecoder`.
+            loss_weight, ignore_value: accepted for the official config interface and unused
+                (losses live in the criterion).
             transformer_predictor: ``predictor(x, mask_features, mask) -> dict``.
             transformer_in_feature: ``"multi_scale_pixel_decoder"``, ``"transformer_encoder"``,
                 ``"pixel_embedding"`` or a backbone feature name: what the predictor reads.
         """
         super().__init__()
-        shapes = sorted(input_shape.items(), key=lambda kv: kv[1].stride)
-        self.in_features = [k for k, _ in shapes]
-        self.ignore_value = ignore_value
-        self.common_stride = 4
-        self.loss_weight = loss_weight
+        del input_shape, loss_weight, ignore_value
         self.pixel_decoder = pixel_decoder
         self.predictor = transformer_predictor
         self.transformer_in_feature = transformer_in_feature
@@ -101,15 +89,17 @@ class MaskFormerHead(nn.Module):
     @classmethod
     def from_config(cls, cfg, input_shape: Dict[str, ShapeSpec]) -> Dict:
         in_features = cfg.MODEL.SEM_SEG_HEAD.IN_FEATURES
+        pixel_decoder = build_pixel_decoder(cfg, input_shape)
+        in_feature = cfg.MODEL.MASK_FORMER.TRANSFORMER_IN_FEATURE
         return {
             "input_shape": {k: v for k, v in input_shape.items() if k in in_features},
             "ignore_value": cfg.MODEL.SEM_SEG_HEAD.IGNORE_VALUE,
             "num_classes": cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES,
-            "pixel_decoder": build_pixel_decoder(cfg, input_shape),
+            "pixel_decoder": pixel_decoder,
             "loss_weight": cfg.MODEL.SEM_SEG_HEAD.LOSS_WEIGHT,
-            "transformer_in_feature": cfg.MODEL.MASK_FORMER.TRANSFORMER_IN_FEATURE,
+            "transformer_in_feature": in_feature,
             "transformer_predictor": build_transformer_decoder(
-                cfg, transformer_in_channels(cfg, input_shape), mask_classification=True
+                cfg, predictor_in_channels(in_feature, pixel_decoder, input_shape), mask_classification=True
             ),
         }
 
@@ -125,20 +115,6 @@ class MaskFormerHead(nn.Module):
         return self.layers(features, mask)
 
     def layers(self, features: Dict[str, Tensor], mask: Optional[Tensor] = None) -> Dict:
-        mask_features, transformer_encoder_features, multi_scale_features = (
-            self.pixel_decoder.forward_features(features)
-        )
-        feature = self.transformer_in_feature
-        if feature == "multi_scale_pixel_decoder":
-            return self.predictor(multi_scale_features, mask_features, mask)
-        if feature == "transformer_encoder":
-            if transformer_encoder_features is None:
-                raise ValueError(
-                    "TRANSFORMER_IN_FEATURE='transformer_encoder' needs a pixel decoder with a "
-                    f"transformer encoder (e.g. TransformerEncoderPixelDecoder), got "
-                    f"{type(self.pixel_decoder).__name__}"
-                )
-            return self.predictor(transformer_encoder_features, mask_features, mask)
-        if feature == "pixel_embedding":
-            return self.predictor(mask_features, mask_features, mask)
-        return self.predictor(features[feature], mask_features, mask)
+        decoded = self.pixel_decoder.forward_features(features)
+        x = predictor_input(self.transformer_in_feature, decoded, features, self.pixel_decoder)
+        return self.predictor(x, decoded.mask_features, mask)

@@ -15,7 +15,8 @@ from ...config.configurable import configurable
 from ...layers import Conv2d, ShapeSpec, c2_msra_fill
 from ..build import SEM_SEG_HEADS_REGISTRY, build_pixel_decoder
 from ..transformer_decoder.maskformer_transformer_decoder import StandardTransformerDecoder
-from .mask_former_head import transformer_in_channels, upgrade_head_state_dict
+from ..pixel_decoder.base import predictor_input
+from .mask_former_head import predictor_in_channels, upgrade_head_state_dict
 
 __all__ = ["PerPixelBaselineHead", "PerPixelBaselinePlusHead"]
 
@@ -40,23 +41,18 @@ class PerPixelBaselineHead(nn.Module):
         Args:
             input_shape: shapes of the backbone features the head reads.
             num_classes: number of classes.
-            pixel_decoder: module with ``forward_features`` and a ``mask_dim`` attribute.
+            pixel_decoder: a :class:`~..pixel_decoder.base.PixelDecoder` (its declared
+                ``mask_features`` channels size the classifier).
             loss_weight: weight of the cross-entropy loss.
             ignore_value: target value excluded from the loss.
         """
         super().__init__()
-        shapes = sorted(input_shape.items(), key=lambda kv: kv[1].stride)
-        self.in_features = [k for k, _ in shapes]
+        del input_shape
         self.ignore_value = ignore_value
         self.common_stride = 4
         self.loss_weight = loss_weight
         self.pixel_decoder = pixel_decoder
-        mask_dim = getattr(pixel_decoder, "mask_dim", None)
-        if mask_dim is None:
-            raise AttributeError(
-                f"{type(self).__name__} needs pixel_decoder.mask_dim; "
-                f"{type(pixel_decoder).__name__} has none"
-            )
+        mask_dim = pixel_decoder.output_shape().mask_features.channels
         self.predictor = Conv2d(mask_dim, num_classes, kernel_size=1, stride=1, padding=0)
         c2_msra_fill(self.predictor)
 
@@ -87,7 +83,7 @@ class PerPixelBaselineHead(nn.Module):
         return self._upsample(x), {}
 
     def layers(self, features: Dict[str, Tensor]) -> Tensor:
-        mask_features = self.pixel_decoder.forward_features(features)[0]  # (B, mask_dim, H/4, W/4)
+        mask_features = self.pixel_decoder.forward_features(features).mask_features  # (B, mask_dim, H/4, W/4)
         return self.predictor(mask_features)  # (B, K, H/4, W/4)
 
     def _upsample(self, x: Tensor) -> Tensor:
@@ -136,9 +132,11 @@ class PerPixelBaselinePlusHead(PerPixelBaselineHead):
     @classmethod
     def from_config(cls, cfg, input_shape: Dict[str, ShapeSpec]) -> Dict:
         ret = super().from_config(cfg, input_shape)
-        ret["transformer_in_feature"] = cfg.MODEL.MASK_FORMER.TRANSFORMER_IN_FEATURE
+        in_feature = cfg.MODEL.MASK_FORMER.TRANSFORMER_IN_FEATURE
+        ret["transformer_in_feature"] = in_feature
         ret["transformer_predictor"] = StandardTransformerDecoder(
-            cfg, transformer_in_channels(cfg, input_shape), mask_classification=False
+            cfg, predictor_in_channels(in_feature, ret["pixel_decoder"], input_shape),
+            mask_classification=False,
         )
         ret["deep_supervision"] = cfg.MODEL.MASK_FORMER.DEEP_SUPERVISION
         return ret
@@ -157,16 +155,9 @@ class PerPixelBaselinePlusHead(PerPixelBaselineHead):
         return None, losses
 
     def layers(self, features: Dict[str, Tensor]) -> Tuple[Tensor, Optional[List[Dict]]]:
-        mask_features, transformer_encoder_features, _ = self.pixel_decoder.forward_features(features)
-        if self.transformer_in_feature == "transformer_encoder":
-            if transformer_encoder_features is None:
-                raise ValueError(
-                    "TRANSFORMER_IN_FEATURE='transformer_encoder' needs a pixel decoder with a "
-                    f"transformer encoder, got {type(self.pixel_decoder).__name__}"
-                )
-            predictions = self.predictor(transformer_encoder_features, mask_features)
-        else:
-            predictions = self.predictor(features[self.transformer_in_feature], mask_features)
+        decoded = self.pixel_decoder.forward_features(features)
+        x = predictor_input(self.transformer_in_feature, decoded, features, self.pixel_decoder)
+        predictions = self.predictor(x, decoded.mask_features)
         if not self.deep_supervision:
             return predictions["pred_masks"], None
         if "aux_outputs" not in predictions:

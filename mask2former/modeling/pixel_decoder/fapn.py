@@ -30,8 +30,7 @@ reference code. See ``docs/fapn.md``.
 """
 from __future__ import annotations
 
-import logging
-from typing import Callable, Dict, List, Optional, Tuple, Union
+from typing import Dict, List, Optional
 
 import torch
 import torch.nn.functional as F
@@ -41,16 +40,13 @@ from ...config.configurable import configurable
 from ...layers import Conv2d, ShapeSpec, c2_xavier_fill, get_norm
 from ...layers.deform_conv import ModulatedDeformConvPack
 from ..build import PIXEL_DECODER_REGISTRY
-from .fpn import _lateral_conv, _output_conv
+from .base import PixelDecoder, PixelDecoderOutput
+from .fpn_convs import NormSpec, add_fpn_convs
 
 __all__ = [
     "FeatureAlign", "FeatureSelectionModule", "FaPNPixelDecoder", "BasePixelFANDecoder",
     "MSFaPNPixelDecoder",
 ]
-
-logger = logging.getLogger(__name__)
-
-NormSpec = Optional[Union[str, Callable[[int], nn.Module]]]
 
 
 class FeatureSelectionModule(nn.Module):
@@ -114,7 +110,7 @@ class FeatureAlign(nn.Module):
 
 
 @PIXEL_DECODER_REGISTRY.register()
-class FaPNPixelDecoder(nn.Module):
+class FaPNPixelDecoder(PixelDecoder):
     """MaskFormer's FPN pixel decoder with a FAM in every top-down step (the FaPN release)."""
 
     @configurable
@@ -141,39 +137,16 @@ class FaPNPixelDecoder(nn.Module):
                              "(check MODEL.SEM_SEG_HEAD.IN_FEATURES against the backbone outputs)")
         shapes = sorted(input_shape.items(), key=lambda kv: kv[1].stride)
         self.in_features: List[str] = [k for k, _ in shapes]  # high to low resolution
-        feature_channels = [v.channels for _, v in shapes]
-
-        lateral_convs: List[Optional[nn.Module]] = []
-        align_modules: List[Optional[FeatureAlign]] = []
-        output_convs: List[Conv2d] = []
-        for idx, in_channels in enumerate(feature_channels):
-            if idx == len(feature_channels) - 1:  # lowest resolution: no lateral, no alignment
-                output_conv = _output_conv(in_channels, conv_dim, norm)
-                self.add_module(f"layer_{idx + 1}", output_conv)
-                lateral_convs.append(None)
-                align_modules.append(None)
-            else:
-                if use_fsm:
-                    lateral_conv: nn.Module = FeatureSelectionModule(in_channels, conv_dim, norm=norm)
-                else:
-                    lateral_conv = _lateral_conv(in_channels, conv_dim, norm)
-                # As the reference code: one norm module shared by the FAM's offset conv and the
-                # output conv (identical values under both state_dict keys).
-                output_norm = get_norm(norm, conv_dim)
-                align = FeatureAlign(conv_dim, norm=output_norm, deformable_groups=deformable_groups)
-                output_conv = Conv2d(conv_dim, conv_dim, kernel_size=3, stride=1, padding=1,
-                                     bias=norm == "", norm=output_norm, activation=F.relu)
-                c2_xavier_fill(output_conv)
-                self.add_module(f"adapter_{idx + 1}", lateral_conv)
-                self.add_module(f"align_{idx + 1}", align)
-                self.add_module(f"layer_{idx + 1}", output_conv)
-                lateral_convs.append(lateral_conv)
-                align_modules.append(align)
-            output_convs.append(output_conv)
-        # top-down order (low to high resolution); plain lists, the modules are registered above
-        self.lateral_convs = lateral_convs[::-1]
-        self.align_modules = align_modules[::-1]
-        self.output_convs = output_convs[::-1]
+        self.in_strides: List[int] = [v.stride for _, v in shapes]
+        self.conv_dim = conv_dim
+        # As the reference code: the FAM's offset conv and the output conv of a level share one
+        # norm module (identical values under both state_dict keys).
+        self.lateral_convs, self.align_modules, self.output_convs = add_fpn_convs(
+            self, [v.channels for _, v in shapes], conv_dim, norm, lowest_without_lateral=True,
+            make_lateral=(lambda c: FeatureSelectionModule(c, conv_dim, norm=norm)) if use_fsm else None,
+            make_align=lambda shared_norm: FeatureAlign(conv_dim, norm=shared_norm,
+                                                        deformable_groups=deformable_groups),
+        )
 
         self.mask_dim = mask_dim
         self.mask_features = Conv2d(conv_dim, mask_dim, kernel_size=mask_kernel_size, stride=1,
@@ -204,16 +177,22 @@ class FaPNPixelDecoder(nn.Module):
             outputs.append(y)
         return outputs
 
-    def forward_features(self, features: Dict[str, Tensor]) -> Tuple[Tensor, Optional[Tensor], List[Tensor]]:
+    def output_shape(self) -> PixelDecoderOutput:
+        top_down = self.in_strides[::-1]  # lowest resolution first
+        return PixelDecoderOutput(
+            mask_features=ShapeSpec(channels=self.mask_dim, stride=top_down[-1]),
+            transformer_encoder_features=None,
+            multi_scale_features=[ShapeSpec(channels=self.conv_dim, stride=s)
+                                  for s in top_down[:self.maskformer_num_feature_levels]],
+        )
+
+    def forward_features(self, features: Dict[str, Tensor]) -> PixelDecoderOutput:
         """Backbone features {name: (B, C_l, H_l, W_l)} -> (mask_features (B, mask_dim, H_0, W_0),
         None (no transformer encoder),
         multi_scale_features: the first 3 top-down outputs (B, conv_dim, ., .), lowest resolution first)."""
         outputs = self._top_down(features)
-        return self.mask_features(outputs[-1]), None, outputs[:self.maskformer_num_feature_levels]
-
-    def forward(self, features: Dict[str, Tensor], targets=None):
-        logger.warning("Calling forward() may cause unpredicted behavior of PixelDecoder module.")
-        return self.forward_features(features)
+        return PixelDecoderOutput(self.mask_features(outputs[-1]), None,
+                                  outputs[:self.maskformer_num_feature_levels])
 
 
 @PIXEL_DECODER_REGISTRY.register()
@@ -245,9 +224,14 @@ class MSFaPNPixelDecoder(FaPNPixelDecoder):
                          use_fsm=use_fsm, deformable_groups=deformable_groups,
                          mask_kernel_size=mask_kernel_size)
 
-    def forward_features(self, features: Dict[str, Tensor]) -> Tuple[Tensor, Tensor, List[Tensor]]:
+    def output_shape(self) -> PixelDecoderOutput:
+        encoder = ShapeSpec(channels=self.conv_dim, stride=max(self.in_strides))
+        return super().output_shape()._replace(transformer_encoder_features=encoder)
+
+    def forward_features(self, features: Dict[str, Tensor]) -> PixelDecoderOutput:
         """Backbone features {name: (B, C_l, H_l, W_l)} -> (mask_features (B, mask_dim, H_0, W_0),
         lowest-resolution output (B, conv_dim, H_L, W_L),
         multi_scale_features: 3 maps (B, conv_dim, ., .), lowest resolution first)."""
         outputs = self._top_down(features)
-        return self.mask_features(outputs[-1]), outputs[0], outputs[:self.maskformer_num_feature_levels]
+        return PixelDecoderOutput(self.mask_features(outputs[-1]), outputs[0],
+                                  outputs[:self.maskformer_num_feature_levels])

@@ -1,49 +1,30 @@
 """FPN-style pixel decoders of MaskFormer / Mask2Former.
 
 ``BasePixelDecoder`` is a top-down FPN over all input levels; ``TransformerEncoderPixelDecoder``
-runs a DETR transformer encoder on the lowest-resolution level first. Both return
-``(mask_features, transformer_encoder_features, multi_scale_features)`` from
-``forward_features``, ``multi_scale_features`` being the first 3 top-down outputs
-(lowest resolution first). Module names (``adapter_{i}``, ``layer_{i}``, ``mask_features``,
-``input_proj``, ``transformer``) match the official checkpoints.
+runs a DETR transformer encoder on the lowest-resolution level first. Both return a
+:class:`~.base.PixelDecoderOutput` from ``forward_features``, ``multi_scale_features`` being
+the first 3 top-down outputs (lowest resolution first). Module names (``adapter_{i}``,
+``layer_{i}``, ``mask_features``, ``input_proj``, ``transformer``) match the official checkpoints.
 """
 from __future__ import annotations
 
-import logging
-from typing import Callable, Dict, List, Optional, Tuple, Union
+from typing import Dict, List, Optional, Tuple
 
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
 from ...config.configurable import configurable
-from ...layers import Conv2d, PositionEmbeddingSine, ShapeSpec, c2_xavier_fill, get_norm
+from ...layers import Conv2d, PositionEmbeddingSine, ShapeSpec, c2_xavier_fill
 from ..build import PIXEL_DECODER_REGISTRY
 from ..transformer_decoder.transformer import TransformerEncoderOnly
+from .base import PixelDecoder, PixelDecoderOutput
+from .fpn_convs import NormSpec, add_fpn_convs, output_conv
 
 __all__ = ["BasePixelDecoder", "TransformerEncoderPixelDecoder"]
 
-logger = logging.getLogger(__name__)
-
-NormSpec = Optional[Union[str, Callable[[int], nn.Module]]]
-
-
-def _output_conv(in_channels: int, conv_dim: int, norm: NormSpec) -> Conv2d:
-    """3x3 conv + norm + ReLU, bias only without norm (``norm == ""``), as official."""
-    conv = Conv2d(in_channels, conv_dim, kernel_size=3, stride=1, padding=1, bias=norm == "",
-                  norm=get_norm(norm, conv_dim), activation=F.relu)
-    c2_xavier_fill(conv)
-    return conv
-
-
-def _lateral_conv(in_channels: int, conv_dim: int, norm: NormSpec) -> Conv2d:
-    """1x1 conv + norm (no activation)."""
-    conv = Conv2d(in_channels, conv_dim, kernel_size=1, bias=norm == "", norm=get_norm(norm, conv_dim))
-    c2_xavier_fill(conv)
-    return conv
-
 
 @PIXEL_DECODER_REGISTRY.register()
-class BasePixelDecoder(nn.Module):
+class BasePixelDecoder(PixelDecoder):
     """Modified FPN: lateral 1x1 + nearest upsampling + 3x3 output conv, then a 3x3 mask conv."""
 
     @configurable
@@ -59,25 +40,10 @@ class BasePixelDecoder(nn.Module):
         super().__init__()
         shapes = sorted(input_shape.items(), key=lambda kv: kv[1].stride)
         self.in_features: List[str] = [k for k, _ in shapes]  # high to low resolution
-        feature_channels = [v.channels for _, v in shapes]
-
-        lateral_convs: List[Optional[Conv2d]] = []
-        output_convs: List[Conv2d] = []
-        for idx, in_channels in enumerate(feature_channels):
-            if idx == len(feature_channels) - 1:  # lowest resolution: no lateral
-                output_conv = _output_conv(in_channels, conv_dim, norm)
-                self.add_module(f"layer_{idx + 1}", output_conv)
-                lateral_convs.append(None)
-            else:
-                lateral_conv = _lateral_conv(in_channels, conv_dim, norm)
-                output_conv = _output_conv(conv_dim, conv_dim, norm)
-                self.add_module(f"adapter_{idx + 1}", lateral_conv)
-                self.add_module(f"layer_{idx + 1}", output_conv)
-                lateral_convs.append(lateral_conv)
-            output_convs.append(output_conv)
-        # top-down order (low to high resolution); plain lists, the modules are registered above
-        self.lateral_convs = lateral_convs[::-1]
-        self.output_convs = output_convs[::-1]
+        self.in_strides: List[int] = [v.stride for _, v in shapes]
+        self.lateral_convs, _, self.output_convs = add_fpn_convs(
+            self, [v.channels for _, v in shapes], conv_dim, norm, lowest_without_lateral=True)
+        self.conv_dim = conv_dim
 
         self.mask_dim = mask_dim
         self.mask_features = Conv2d(conv_dim, mask_dim, kernel_size=3, stride=1, padding=1)
@@ -98,7 +64,16 @@ class BasePixelDecoder(nn.Module):
         """Lowest-resolution map -> (its FPN output, transformer encoder features or None)."""
         return self.output_convs[0](x), None
 
-    def forward_features(self, features: Dict[str, Tensor]) -> Tuple[Tensor, Optional[Tensor], List[Tensor]]:
+    def output_shape(self) -> PixelDecoderOutput:
+        top_down = self.in_strides[::-1]  # lowest resolution first
+        return PixelDecoderOutput(
+            mask_features=ShapeSpec(channels=self.mask_dim, stride=top_down[-1]),
+            transformer_encoder_features=None,
+            multi_scale_features=[ShapeSpec(channels=self.conv_dim, stride=s)
+                                  for s in top_down[:self.maskformer_num_feature_levels]],
+        )
+
+    def forward_features(self, features: Dict[str, Tensor]) -> PixelDecoderOutput:
         """Backbone features {name: (B, C_l, H_l, W_l)} -> (mask_features (B, mask_dim, H_0, W_0),
         transformer encoder features (B, conv_dim, H_L, W_L) or None,
         multi_scale_features: 3 maps (B, conv_dim, ., .), lowest resolution first)."""
@@ -116,11 +91,7 @@ class BasePixelDecoder(nn.Module):
                 y = self.output_convs[idx](y)
             if len(multi_scale_features) < self.maskformer_num_feature_levels:
                 multi_scale_features.append(y)
-        return self.mask_features(y), encoder_features, multi_scale_features
-
-    def forward(self, features: Dict[str, Tensor], targets=None):
-        logger.warning("Calling forward() may cause unpredicted behavior of PixelDecoder module.")
-        return self.forward_features(features)
+        return PixelDecoderOutput(self.mask_features(y), encoder_features, multi_scale_features)
 
 
 @PIXEL_DECODER_REGISTRY.register()
@@ -157,9 +128,9 @@ class TransformerEncoderPixelDecoder(BasePixelDecoder):
         # last also reproduces the official state_dict order
         last = f"layer_{len(self.in_features)}"
         delattr(self, last)
-        output_conv = _output_conv(conv_dim, conv_dim, norm)
-        self.add_module(last, output_conv)
-        self.output_convs[0] = output_conv
+        layer = output_conv(conv_dim, conv_dim, norm)
+        self.add_module(last, layer)
+        self.output_convs[0] = layer
 
     @classmethod
     def from_config(cls, cfg, input_shape: Dict[str, ShapeSpec]) -> dict:
@@ -170,6 +141,10 @@ class TransformerEncoderPixelDecoder(BasePixelDecoder):
         ret["transformer_enc_layers"] = cfg.MODEL.SEM_SEG_HEAD.TRANSFORMER_ENC_LAYERS  # not ENC_LAYERS
         ret["transformer_pre_norm"] = cfg.MODEL.MASK_FORMER.PRE_NORM
         return ret
+
+    def output_shape(self) -> PixelDecoderOutput:
+        encoder = ShapeSpec(channels=self.conv_dim, stride=max(self.in_strides))
+        return super().output_shape()._replace(transformer_encoder_features=encoder)
 
     def _lowest_level(self, x: Tensor) -> Tuple[Tensor, Optional[Tensor]]:
         pos = self.pe_layer(x)  # (B, conv_dim, H, W)

@@ -8,19 +8,20 @@ Module names match the official checkpoints (``input_proj.{i}.{0,1}``,
 """
 from __future__ import annotations
 
-import logging
 import math
-from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ...config.configurable import configurable
-from ...layers import Conv2d, PositionEmbeddingSine, ShapeSpec, c2_xavier_fill, get_norm
+from ...layers import Conv2d, PositionEmbeddingSine, ShapeSpec, c2_xavier_fill
 from ...layers.ms_deform_attn import MSDeformAttn
 from ..build import PIXEL_DECODER_REGISTRY
 from ..transformer_decoder.transformer import get_activation_fn, get_clones
+from .base import PixelDecoder, PixelDecoderOutput
+from .fpn_convs import NormSpec, add_fpn_convs
 
 __all__ = [
     "MSDeformAttnPixelDecoder",
@@ -28,8 +29,6 @@ __all__ = [
     "MSDeformAttnTransformerEncoder",
     "MSDeformAttnTransformerEncoderLayer",
 ]
-
-logger = logging.getLogger(__name__)
 
 
 class MSDeformAttnTransformerEncoderLayer(nn.Module):
@@ -166,14 +165,14 @@ class MSDeformAttnTransformerEncoderOnly(nn.Module):
 
 
 @PIXEL_DECODER_REGISTRY.register()
-class MSDeformAttnPixelDecoder(nn.Module):
+class MSDeformAttnPixelDecoder(PixelDecoder):
     """Deformable-attention encoder on the ``transformer_in_features`` + FPN down to ``common_stride``."""
 
     @configurable
     def __init__(self, input_shape: Dict[str, ShapeSpec], *, transformer_dropout: float,
                  transformer_nheads: int, transformer_dim_feedforward: int,
                  transformer_enc_layers: int, conv_dim: int, mask_dim: int,
-                 norm: Optional[Union[str, Callable[[int], nn.Module]]] = None,
+                 norm: NormSpec = None,
                  transformer_in_features: List[str], common_stride: int):
         """
         Args:
@@ -232,22 +231,9 @@ class MSDeformAttnPixelDecoder(nn.Module):
         stride = min(self.transformer_feature_strides)
         self.num_fpn_levels = int(math.log2(stride) - math.log2(self.common_stride))
 
-        lateral_convs, output_convs = [], []
-        use_bias = norm == ""
-        for idx, in_channels in enumerate(self.feature_channels[:self.num_fpn_levels]):
-            lateral_conv = Conv2d(in_channels, conv_dim, kernel_size=1, bias=use_bias,
-                                  norm=get_norm(norm, conv_dim))
-            output_conv = Conv2d(conv_dim, conv_dim, kernel_size=3, stride=1, padding=1, bias=use_bias,
-                                 norm=get_norm(norm, conv_dim), activation=F.relu)
-            c2_xavier_fill(lateral_conv)
-            c2_xavier_fill(output_conv)
-            self.add_module(f"adapter_{idx + 1}", lateral_conv)
-            self.add_module(f"layer_{idx + 1}", output_conv)
-            lateral_convs.append(lateral_conv)
-            output_convs.append(output_conv)
-        # top-down order (low to high resolution); plain lists, the modules are registered above
-        self.lateral_convs = lateral_convs[::-1]
-        self.output_convs = output_convs[::-1]
+        self.conv_dim = conv_dim
+        self.lateral_convs, _, self.output_convs = add_fpn_convs(
+            self, self.feature_channels[:self.num_fpn_levels], conv_dim, norm, lowest_without_lateral=False)
 
     @classmethod
     def from_config(cls, cfg, input_shape: Dict[str, ShapeSpec]) -> dict:
@@ -267,7 +253,17 @@ class MSDeformAttnPixelDecoder(nn.Module):
             "common_stride": head.COMMON_STRIDE,
         }
 
-    def forward_features(self, features: Dict[str, Tensor]) -> Tuple[Tensor, Tensor, List[Tensor]]:
+    def output_shape(self) -> PixelDecoderOutput:
+        # top-down strides: the encoder levels, then the FPN levels (lowest resolution first)
+        strides = self.transformer_feature_strides[::-1] + self.feature_strides[:self.num_fpn_levels][::-1]
+        return PixelDecoderOutput(
+            mask_features=ShapeSpec(channels=self.mask_dim, stride=strides[-1]),
+            transformer_encoder_features=ShapeSpec(channels=self.conv_dim, stride=strides[0]),
+            multi_scale_features=[ShapeSpec(channels=self.conv_dim, stride=s)
+                                  for s in strides[:self.maskformer_num_feature_levels]],
+        )
+
+    def forward_features(self, features: Dict[str, Tensor]) -> PixelDecoderOutput:
         """Backbone features {name: (B, C_l, H_l, W_l)} -> (mask_features (B, mask_dim, H/4, W/4),
         encoder output of the lowest level (B, conv_dim, H/32, W/32),
         multi_scale_features: 3 maps (B, conv_dim, ., .), lowest resolution first)."""
@@ -275,7 +271,7 @@ class MSDeformAttnPixelDecoder(nn.Module):
         with torch.autocast(device_type=device_type, enabled=False):  # deformable attn in fp32
             return self._forward_features(features)
 
-    def _forward_features(self, features: Dict[str, Tensor]) -> Tuple[Tensor, Tensor, List[Tensor]]:
+    def _forward_features(self, features: Dict[str, Tensor]) -> PixelDecoderOutput:
         srcs, pos = [], []
         for idx, name in enumerate(self.transformer_in_features[::-1]):  # low to high resolution
             x = features[name].float()
@@ -297,8 +293,4 @@ class MSDeformAttnPixelDecoder(nn.Module):
             out.append(self.output_convs[idx](y))
 
         multi_scale_features = out[:self.maskformer_num_feature_levels]
-        return self.mask_features(out[-1]), out[0], multi_scale_features
-
-    def forward(self, features: Dict[str, Tensor], targets=None):
-        logger.warning("Calling forward() may cause unpredicted behavior of PixelDecoder module.")
-        return self.forward_features(features)
+        return PixelDecoderOutput(self.mask_features(out[-1]), out[0], multi_scale_features)
