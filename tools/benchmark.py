@@ -15,6 +15,10 @@ inference (as the official speed measurements of these configs did) unless
 ``--outputs config`` keeps the config's MODEL.MASK_FORMER.TEST.*_ON.
 train: train mode, synthetic targets (random instances of the config's classes), forward +
 backward + optimizer step (SOLVER.OPTIMIZER with its gradient clipping), seconds per iteration.
+Video configs (VideoMaskFormer): each batch item is a clip of ``--num-frames`` random frames
+(default INPUT.SAMPLING_FRAME_NUM); inference takes one clip per call and reports seconds per
+clip (the official top-10 video inference included); training gets random tracks present in
+every frame.
 
 Weights: random, or MODEL.WEIGHTS when it can be read locally (speed does not depend on them,
 except for the number of segments post-processing keeps).
@@ -79,6 +83,28 @@ def random_batch(batch_size: int, size: Tuple[int, int], num_classes: int, devic
         item["image"] = item["image"].to(device)
         batch.append(item)
     return batch
+
+
+def random_video_batch(batch_size: int, num_frames: int, size: Tuple[int, int], num_classes: int,
+                       device: str, with_targets: bool, seed: int = 0) -> List[Dict[str, Any]]:
+    """Clips of ``num_frames`` random frames; with targets, the random rectangles of
+    :func:`random_batch` become tracks (``gt_ids``) that move one pixel right per frame."""
+    videos = []
+    for v in range(batch_size):
+        frames = random_batch(num_frames, size, num_classes, device, with_targets=False, seed=seed + v)
+        video: Dict[str, Any] = {"image": [f["image"] for f in frames], "height": size[0], "width": size[1]}
+        if with_targets:
+            first = random_batch(1, size, num_classes, device, with_targets=True, seed=seed + v)[0]["instances"]
+            per_frame = []
+            for t in range(num_frames):
+                instances = Instances(size)
+                instances.gt_classes = first.gt_classes
+                instances.gt_ids = torch.arange(len(first), device=device)
+                instances.gt_masks = BitMasks(first.gt_masks.tensor.roll(t, dims=-1))
+                per_frame.append(instances)
+            video["instances"] = per_frame
+        videos.append(video)
+    return videos
 
 
 # ---------------------------------------------------------------------- timing helpers
@@ -219,6 +245,8 @@ def get_parser() -> argparse.ArgumentParser:
                         help="autocast precision (fp32: no autocast)")
     parser.add_argument("--input-size", type=parse_size, default=(480, 640), metavar="HxW")
     parser.add_argument("--batch-size", type=int, default=1)
+    parser.add_argument("--num-frames", type=int, default=None,
+                        help="video configs: frames per clip (default INPUT.SAMPLING_FRAME_NUM)")
     parser.add_argument("--num-iter", type=int, default=None,
                         help="timed iterations (default: 10 inference, 5 train)")
     parser.add_argument("--warmup", type=int, default=2, help="untimed iterations first")
@@ -251,6 +279,8 @@ def setup_cfg(args: argparse.Namespace):
 
 
 def _outputs_description(cfg) -> str:
+    if cfg.MODEL.META_ARCHITECTURE == "VideoMaskFormer":
+        return "video instance (top-10 (query, class) pairs per clip)"
     if cfg.MODEL.META_ARCHITECTURE != "MaskFormer":
         return f"{cfg.MODEL.META_ARCHITECTURE} (semantic)"
     test = cfg.MODEL.MASK_FORMER.TEST
@@ -288,15 +318,26 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     dtype = DTYPES[args.precision]
     autocast = torch.autocast(device_type=args.device, dtype=dtype) if dtype != torch.float32 \
         else contextlib.nullcontext()
-    batch = random_batch(args.batch_size, args.input_size, cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES,
-                         args.device, with_targets=args.task == "train")
+    video = cfg.MODEL.META_ARCHITECTURE == "VideoMaskFormer"
+    if video:
+        if args.task == "inference" and args.batch_size != 1:
+            parser.error("video inference takes one clip per call: use --batch-size 1")
+        if args.task == "train" and args.num_frames not in (None, cfg.INPUT.SAMPLING_FRAME_NUM):
+            parser.error("video training clips have INPUT.SAMPLING_FRAME_NUM frames: set that with --opts")
+        num_frames = args.num_frames or cfg.INPUT.SAMPLING_FRAME_NUM
+        batch = random_video_batch(args.batch_size, num_frames, args.input_size,
+                                   cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES, args.device,
+                                   with_targets=args.task == "train")
+    else:
+        batch = random_batch(args.batch_size, args.input_size, cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES,
+                             args.device, with_targets=args.task == "train")
 
     if cuda:
         torch.cuda.reset_peak_memory_stats()
     rss_before = _rss_bytes()
     if args.task == "inference":
         totals, parts = benchmark_inference(model, batch, num_iter, args.warmup, autocast, sync)
-        per, unit = args.batch_size, "s/image"
+        per, unit = args.batch_size, ("s/clip" if video else "s/image")
     else:
         optimizer = build_optimizer(cfg, model)
         scaler = torch.amp.GradScaler(args.device, enabled=(dtype == torch.float16 and cuda))
@@ -318,10 +359,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     rows = [[name, f"{statistics.median(v) / per:.3f}", f"{min(v) / per:.3f}",
              f"{100 * statistics.median(v) / per / total:.0f}%"] for name, v in parts.items()]
     rows.append(["total", f"{total:.3f}", f"{min(totals) / per:.3f}", "100%"])
+    clip_note = f" (clips of {len(batch[0]['image'])} frames)" if video else ""
     print(f"Config: {args.config_file}")
     print(f"Task: {args.task}; device: {device_name}; torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads; precision {args.precision}; input "
-          f"{args.input_size[0]}x{args.input_size[1]}; batch size {args.batch_size}; "
+          f"{args.input_size[0]}x{args.input_size[1]}; batch size {args.batch_size}"
+          f"{clip_note}; "
           f"{num_iter} timed iterations after {args.warmup} warm-up; weights: {weights}")
     if args.task == "inference":
         print(f"Inference outputs: {_outputs_description(cfg)}")
