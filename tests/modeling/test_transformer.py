@@ -11,8 +11,8 @@ from mask2former.modeling.transformer_decoder.transformer import (
     TransformerDecoderLayer,
     TransformerEncoderLayer,
     TransformerEncoderOnly,
-    get_activation_fn,
 )
+from mask2former.layers import get_activation_fn
 
 D, H, FF = 16, 4, 32
 

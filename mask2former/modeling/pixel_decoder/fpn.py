@@ -14,9 +14,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ...config.configurable import configurable
-from ...layers import Conv2d, PositionEmbeddingSine, ShapeSpec, c2_xavier_fill
+from ...layers import Conv2d, PositionEmbeddingSine, ShapeSpec, TransformerEncoderOnly, c2_xavier_fill
 from ..build import PIXEL_DECODER_REGISTRY
-from ..transformer_decoder.transformer import TransformerEncoderOnly
 from .base import PixelDecoder, PixelDecoderOutput
 from .fpn_convs import NormSpec, add_fpn_convs, output_conv
 

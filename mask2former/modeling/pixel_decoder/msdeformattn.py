@@ -16,10 +16,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ...config.configurable import configurable
-from ...layers import Conv2d, PositionEmbeddingSine, ShapeSpec, c2_xavier_fill
+from ...layers import (
+    Conv2d, PositionEmbeddingSine, ShapeSpec, c2_xavier_fill, get_activation_fn, get_clones, xavier_init_matrices,
+)
 from ...layers.ms_deform_attn import MSDeformAttn
 from ..build import PIXEL_DECODER_REGISTRY
-from ..transformer_decoder.transformer import get_activation_fn, get_clones
 from .base import PixelDecoder, PixelDecoderOutput
 from .fpn_convs import NormSpec, add_fpn_convs
 
@@ -119,9 +120,7 @@ class MSDeformAttnTransformerEncoderOnly(nn.Module):
         self._reset_parameters()
 
     def _reset_parameters(self) -> None:
-        for p in self.parameters():
-            if p.dim() > 1:
-                nn.init.xavier_uniform_(p)
+        xavier_init_matrices(self)
         for m in self.modules():
             if isinstance(m, MSDeformAttn):
                 m._reset_parameters()

@@ -23,7 +23,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from ...config.configurable import configurable
-from ...layers import MLP, Conv2d, PositionEmbeddingSine, c2_xavier_fill
+from ...layers import MLP, Conv2d, PositionEmbeddingSine, c2_xavier_fill, with_pos_embed, xavier_init_matrices
 from ..build import TRANSFORMER_DECODER_REGISTRY
 
 __all__ = [
@@ -69,16 +69,6 @@ def multi_head_attention(attn: nn.MultiheadAttention, query: Tensor, key: Tensor
     return attn.out_proj(out)
 
 
-def _with_pos_embed(tensor: Tensor, pos: Optional[Tensor]) -> Tensor:
-    return tensor if pos is None else tensor + pos
-
-
-def _xavier_init_matrices(module: nn.Module) -> None:
-    for p in module.parameters():
-        if p.dim() > 1:
-            nn.init.xavier_uniform_(p)
-
-
 class SelfAttentionLayer(nn.Module):
     """Query self-attention with residual + LayerNorm (post-norm, or pre-norm)."""
 
@@ -89,15 +79,15 @@ class SelfAttentionLayer(nn.Module):
         self.norm = nn.LayerNorm(d_model)
         self.dropout = nn.Dropout(dropout)
         self.normalize_before = normalize_before
-        _xavier_init_matrices(self)
+        xavier_init_matrices(self)
 
     def forward(self, tgt: Tensor, query_pos: Optional[Tensor] = None) -> Tensor:
         """(B, Q, C) queries [, (B, Q, C) query positions] -> (B, Q, C)."""
         if self.normalize_before:
             tgt2 = self.norm(tgt)
-            q = _with_pos_embed(tgt2, query_pos)
+            q = with_pos_embed(tgt2, query_pos)
             return tgt + self.dropout(multi_head_attention(self.self_attn, q, q, tgt2))
-        q = _with_pos_embed(tgt, query_pos)
+        q = with_pos_embed(tgt, query_pos)
         tgt = tgt + self.dropout(multi_head_attention(self.self_attn, q, q, tgt))
         return self.norm(tgt)
 
@@ -112,16 +102,16 @@ class CrossAttentionLayer(nn.Module):
         self.norm = nn.LayerNorm(d_model)
         self.dropout = nn.Dropout(dropout)
         self.normalize_before = normalize_before
-        _xavier_init_matrices(self)
+        xavier_init_matrices(self)
 
     def forward(self, tgt: Tensor, memory: Tensor, allowed: Optional[Tensor] = None,
                 pos: Optional[Tensor] = None, query_pos: Optional[Tensor] = None) -> Tensor:
         """(B, Q, C) queries, (B, S, C) memory [, (B, Q, S) bool allowed, positions] -> (B, Q, C)."""
-        key = _with_pos_embed(memory, pos)
+        key = with_pos_embed(memory, pos)
         if self.normalize_before:
-            q = _with_pos_embed(self.norm(tgt), query_pos)
+            q = with_pos_embed(self.norm(tgt), query_pos)
             return tgt + self.dropout(multi_head_attention(self.multihead_attn, q, key, memory, allowed))
-        q = _with_pos_embed(tgt, query_pos)
+        q = with_pos_embed(tgt, query_pos)
         tgt = tgt + self.dropout(multi_head_attention(self.multihead_attn, q, key, memory, allowed))
         return self.norm(tgt)
 
@@ -137,7 +127,7 @@ class FFNLayer(nn.Module):
         self.linear2 = nn.Linear(dim_feedforward, d_model)
         self.norm = nn.LayerNorm(d_model)
         self.normalize_before = normalize_before
-        _xavier_init_matrices(self)
+        xavier_init_matrices(self)
 
     def _ffn(self, x: Tensor) -> Tensor:
         return self.linear2(self.dropout(F.relu(self.linear1(x))))

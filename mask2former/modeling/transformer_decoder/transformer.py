@@ -1,4 +1,4 @@
-"""DETR's encoder-decoder Transformer, as MaskFormer uses it.
+"""DETR's encoder-decoder Transformer, as MaskFormer uses it (the encoder lives in ``layers``).
 
 Differences from ``torch.nn.Transformer`` (all inherited from DETR):
   * positional encodings are added to queries / keys inside every attention layer;
@@ -11,12 +11,13 @@ match the official checkpoints.
 """
 from __future__ import annotations
 
-import copy
-from typing import Callable, Optional, Tuple
+from typing import Optional, Tuple
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
+
+from ...layers.transformer_encoder import TransformerEncoder, TransformerEncoderLayer, TransformerEncoderOnly
+from ...layers.transformer_utils import get_activation_fn, get_clones, with_pos_embed, xavier_init_matrices
 
 __all__ = [
     "Transformer",
@@ -25,89 +26,7 @@ __all__ = [
     "TransformerDecoder",
     "TransformerEncoderLayer",
     "TransformerDecoderLayer",
-    "get_activation_fn",
-    "get_clones",
 ]
-
-
-def get_clones(module: nn.Module, n: int) -> nn.ModuleList:
-    """``n`` independent deep copies of ``module``."""
-    return nn.ModuleList([copy.deepcopy(module) for _ in range(n)])
-
-
-def get_activation_fn(activation: str) -> Callable[[Tensor], Tensor]:
-    """``"relu"`` / ``"gelu"`` / ``"glu"`` -> the functional form."""
-    fns = {"relu": F.relu, "gelu": F.gelu, "glu": F.glu}
-    if activation not in fns:
-        raise ValueError(f"activation should be one of {sorted(fns)}, got {activation!r}")
-    return fns[activation]
-
-
-# Private aliases under the official names (the official pixel decoders import these).
-_get_clones = get_clones
-_get_activation_fn = get_activation_fn
-
-
-def _with_pos_embed(tensor: Tensor, pos: Optional[Tensor]) -> Tensor:
-    return tensor if pos is None else tensor + pos
-
-
-def _xavier_init_matrices(module: nn.Module) -> None:
-    for p in module.parameters():
-        if p.dim() > 1:
-            nn.init.xavier_uniform_(p)
-
-
-class TransformerEncoderLayer(nn.Module):
-    """Self-attention + FFN block, post-norm (default) or pre-norm."""
-
-    def __init__(self, d_model: int, nhead: int, dim_feedforward: int = 2048, dropout: float = 0.1,
-                 activation: str = "relu", normalize_before: bool = False):
-        super().__init__()
-        self.self_attn = nn.MultiheadAttention(d_model, nhead, dropout=dropout)
-        self.linear1 = nn.Linear(d_model, dim_feedforward)
-        self.dropout = nn.Dropout(dropout)
-        self.linear2 = nn.Linear(dim_feedforward, d_model)
-
-        self.norm1 = nn.LayerNorm(d_model)
-        self.norm2 = nn.LayerNorm(d_model)
-        self.dropout1 = nn.Dropout(dropout)
-        self.dropout2 = nn.Dropout(dropout)
-
-        self.activation = get_activation_fn(activation)
-        self.normalize_before = normalize_before
-
-    def _ffn(self, x: Tensor) -> Tensor:
-        return self.linear2(self.dropout(self.activation(self.linear1(x))))
-
-    def forward_post(self, src: Tensor, src_mask: Optional[Tensor] = None,
-                     src_key_padding_mask: Optional[Tensor] = None,
-                     pos: Optional[Tensor] = None) -> Tensor:
-        q = k = _with_pos_embed(src, pos)
-        src2 = self.self_attn(q, k, value=src, attn_mask=src_mask,
-                              key_padding_mask=src_key_padding_mask)[0]
-        src = self.norm1(src + self.dropout1(src2))
-        src = self.norm2(src + self.dropout2(self._ffn(src)))
-        return src
-
-    def forward_pre(self, src: Tensor, src_mask: Optional[Tensor] = None,
-                    src_key_padding_mask: Optional[Tensor] = None,
-                    pos: Optional[Tensor] = None) -> Tensor:
-        src2 = self.norm1(src)
-        q = k = _with_pos_embed(src2, pos)
-        src2 = self.self_attn(q, k, value=src2, attn_mask=src_mask,
-                              key_padding_mask=src_key_padding_mask)[0]
-        src = src + self.dropout1(src2)
-        src = src + self.dropout2(self._ffn(self.norm2(src)))
-        return src
-
-    def forward(self, src: Tensor, src_mask: Optional[Tensor] = None,
-                src_key_padding_mask: Optional[Tensor] = None,
-                pos: Optional[Tensor] = None) -> Tensor:
-        """(S, B, C) tokens [, (S, S) attn mask, (B, S) bool padding mask, (S, B, C) pos] -> (S, B, C)."""
-        if self.normalize_before:
-            return self.forward_pre(src, src_mask, src_key_padding_mask, pos)
-        return self.forward_post(src, src_mask, src_key_padding_mask, pos)
 
 
 class TransformerDecoderLayer(nn.Module):
@@ -142,12 +61,12 @@ class TransformerDecoderLayer(nn.Module):
                      memory_key_padding_mask: Optional[Tensor] = None,
                      pos: Optional[Tensor] = None,
                      query_pos: Optional[Tensor] = None) -> Tensor:
-        q = k = _with_pos_embed(tgt, query_pos)
+        q = k = with_pos_embed(tgt, query_pos)
         tgt2 = self.self_attn(q, k, value=tgt, attn_mask=tgt_mask,
                               key_padding_mask=tgt_key_padding_mask)[0]
         tgt = self.norm1(tgt + self.dropout1(tgt2))
-        tgt2 = self.multihead_attn(query=_with_pos_embed(tgt, query_pos),
-                                   key=_with_pos_embed(memory, pos),
+        tgt2 = self.multihead_attn(query=with_pos_embed(tgt, query_pos),
+                                   key=with_pos_embed(memory, pos),
                                    value=memory, attn_mask=memory_mask,
                                    key_padding_mask=memory_key_padding_mask)[0]
         tgt = self.norm2(tgt + self.dropout2(tgt2))
@@ -162,13 +81,13 @@ class TransformerDecoderLayer(nn.Module):
                     pos: Optional[Tensor] = None,
                     query_pos: Optional[Tensor] = None) -> Tensor:
         tgt2 = self.norm1(tgt)
-        q = k = _with_pos_embed(tgt2, query_pos)
+        q = k = with_pos_embed(tgt2, query_pos)
         tgt2 = self.self_attn(q, k, value=tgt2, attn_mask=tgt_mask,
                               key_padding_mask=tgt_key_padding_mask)[0]
         tgt = tgt + self.dropout1(tgt2)
         tgt2 = self.norm2(tgt)
-        tgt2 = self.multihead_attn(query=_with_pos_embed(tgt2, query_pos),
-                                   key=_with_pos_embed(memory, pos),
+        tgt2 = self.multihead_attn(query=with_pos_embed(tgt2, query_pos),
+                                   key=with_pos_embed(memory, pos),
                                    value=memory, attn_mask=memory_mask,
                                    key_padding_mask=memory_key_padding_mask)[0]
         tgt = tgt + self.dropout2(tgt2)
@@ -186,27 +105,6 @@ class TransformerDecoderLayer(nn.Module):
         fn = self.forward_pre if self.normalize_before else self.forward_post
         return fn(tgt, memory, tgt_mask, memory_mask, tgt_key_padding_mask,
                   memory_key_padding_mask, pos, query_pos)
-
-
-class TransformerEncoder(nn.Module):
-    """``num_layers`` copies of ``encoder_layer`` and an optional final ``norm``."""
-
-    def __init__(self, encoder_layer: nn.Module, num_layers: int, norm: Optional[nn.Module] = None):
-        super().__init__()
-        self.layers = get_clones(encoder_layer, num_layers)
-        self.num_layers = num_layers
-        self.norm = norm
-
-    def forward(self, src: Tensor, mask: Optional[Tensor] = None,
-                src_key_padding_mask: Optional[Tensor] = None,
-                pos: Optional[Tensor] = None) -> Tensor:
-        """(S, B, C) -> (S, B, C)."""
-        output = src
-        for layer in self.layers:
-            output = layer(output, src_mask=mask, src_key_padding_mask=src_key_padding_mask, pos=pos)
-        if self.norm is not None:
-            output = self.norm(output)
-        return output
 
 
 class TransformerDecoder(nn.Module):
@@ -266,7 +164,7 @@ class Transformer(nn.Module):
                                                 activation, normalize_before)
         self.decoder = TransformerDecoder(decoder_layer, num_decoder_layers, nn.LayerNorm(d_model),
                                           return_intermediate=return_intermediate_dec)
-        _xavier_init_matrices(self)
+        xavier_init_matrices(self)
         self.d_model = d_model
         self.nhead = nhead
 
@@ -292,29 +190,3 @@ class Transformer(nn.Module):
         hs = self.decoder(tgt, memory, memory_key_padding_mask=mask, pos=pos_embed,
                           query_pos=query_embed)  # (L, Q, B, C)
         return hs.transpose(1, 2), memory.permute(1, 2, 0).view(bs, c, h, w)
-
-
-class TransformerEncoderOnly(nn.Module):
-    """The encoder half of :class:`Transformer` on a (B, C, H, W) map (used by pixel decoders)."""
-
-    def __init__(self, d_model: int = 512, nhead: int = 8, num_encoder_layers: int = 6,
-                 dim_feedforward: int = 2048, dropout: float = 0.1, activation: str = "relu",
-                 normalize_before: bool = False):
-        super().__init__()
-        encoder_layer = TransformerEncoderLayer(d_model, nhead, dim_feedforward, dropout,
-                                                activation, normalize_before)
-        encoder_norm = nn.LayerNorm(d_model) if normalize_before else None
-        self.encoder = TransformerEncoder(encoder_layer, num_encoder_layers, encoder_norm)
-        _xavier_init_matrices(self)
-        self.d_model = d_model
-        self.nhead = nhead
-
-    def forward(self, src: Tensor, mask: Optional[Tensor], pos_embed: Tensor) -> Tensor:
-        """(B, C, H, W) src, (B, H, W) bool mask or None, (B, C, H, W) pos -> (B, C, H, W)."""
-        bs, c, h, w = src.shape
-        src = src.flatten(2).permute(2, 0, 1)  # (HW, B, C)
-        pos_embed = pos_embed.flatten(2).permute(2, 0, 1)
-        if mask is not None:
-            mask = mask.flatten(1)
-        memory = self.encoder(src, src_key_padding_mask=mask, pos=pos_embed)
-        return memory.permute(1, 2, 0).view(bs, c, h, w)
