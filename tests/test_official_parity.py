@@ -14,6 +14,7 @@ from typing import Any, Dict, List
 import pytest
 import torch
 
+import mask2former.data  # noqa: F401  (registers the built-in datasets' metadata, as the engine does)
 from mask2former.checkpoint import DetectionCheckpointer
 from mask2former.config import get_cfg
 from mask2former.modeling.build import build_model

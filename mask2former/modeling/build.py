@@ -7,6 +7,8 @@ import torch
 from torch import nn
 
 from ..layers import ShapeSpec
+from ..layers.ms_deform_attn_dispatch import set_ms_deform_attn_impl
+from ..utils.env import resolve_device
 from ..utils.registry import Registry
 
 __all__ = [
@@ -83,11 +85,11 @@ def build_transformer_decoder(cfg, in_channels: int, mask_classification: bool =
 
 
 def build_model(cfg) -> nn.Module:
-    """Build the whole model named by ``cfg.MODEL.META_ARCHITECTURE`` on ``cfg.MODEL.DEVICE``."""
-    from . import _register_all  # noqa: F401  (import-time registration of every part)
-    from ..layers.ms_deform_attn import set_ms_deform_attn_impl
-    from ..utils.env import resolve_device
+    """Build the whole model named by ``cfg.MODEL.META_ARCHITECTURE`` on ``cfg.MODEL.DEVICE``.
 
+    Every built-in part is registered by importing ``mask2former.modeling`` (which importing
+    this module implies).
+    """
     impl = cfg.MODEL.MS_DEFORM_ATTN.IMPL
     if impl != "auto":  # process-wide, as the op is a free function; "auto" keeps the env choice
         set_ms_deform_attn_impl(impl)

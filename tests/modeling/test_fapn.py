@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import mask2former.modeling._register_all  # noqa: F401  (heads, transformer decoders)
+import mask2former.modeling  # noqa: F401  (registers heads, transformer decoders)
 from mask2former.config import get_cfg
 from mask2former.layers import ShapeSpec
 from mask2former.modeling.backbone.resnet import build_resnet

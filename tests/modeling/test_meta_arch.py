@@ -85,7 +85,8 @@ def test_state_dict_has_criterion_weights_but_no_pixel_stats():
     assert empty_weight.shape == (NUM_CLASSES + 1,)
     assert empty_weight[-1].item() == pytest.approx(0.25) and (empty_weight[:-1] == 1).all()
     assert model.pixel_mean.shape == (3, 1, 1)
-    assert model.size_divisibility == 32 and model.num_queries == 6 and model.test_topk_per_image == 4
+    assert model.size_divisibility == 32 and model.sem_seg_head.predictor.num_queries == 6
+    assert model.test_topk_per_image == 4
 
 
 def test_semantic_inference_follows_the_official_order_of_operations():
@@ -158,7 +159,7 @@ def test_invalid_inference_flags():
     model = tiny_model()
     kwargs = dict(
         backbone=model.backbone, sem_seg_head=model.sem_seg_head, criterion=model.criterion,
-        num_queries=6, object_mask_threshold=0.8, overlap_threshold=0.8, metadata=None,
+        object_mask_threshold=0.8, overlap_threshold=0.8, metadata=None,
         size_divisibility=-1, pixel_mean=[0.0] * 3, pixel_std=[1.0] * 3,
     )
     with pytest.raises(ValueError, match="SEM_SEG_POSTPROCESSING_BEFORE_INFERENCE"):

@@ -10,7 +10,7 @@ import torch
 
 from mask2former.config import get_cfg
 from mask2former.modeling.build import META_ARCH_REGISTRY
-from mask2former.modeling import _register_all  # noqa: F401  (registers every part)
+import mask2former.modeling  # noqa: F401  (registers every part)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 REFERENCE_DIR = Path(os.environ.get("MASK2FORMER_REFERENCE_DIR", REPO_ROOT.parent / "shared" / "reference"))

@@ -15,6 +15,7 @@ from torch.nn import functional as F
 
 from ...config import configurable
 from ...structures import ImageList, Instances
+from ...utils.catalog import MetadataCatalog
 from ..build import META_ARCH_REGISTRY, build_backbone, build_sem_seg_head
 from ..criterion import build_criterion
 from ..postprocessing import (
@@ -23,8 +24,9 @@ from ..postprocessing import (
     sem_seg_postprocess,
     semantic_inference,
 )
+from .preprocessing import preprocess_images
 
-__all__ = ["MaskFormer"]
+__all__ = ["MaskFormer", "dataset_metadata"]
 
 
 @META_ARCH_REGISTRY.register()
@@ -38,7 +40,6 @@ class MaskFormer(nn.Module):
         backbone: nn.Module,
         sem_seg_head: nn.Module,
         criterion: nn.Module,
-        num_queries: int,
         object_mask_threshold: float,
         overlap_threshold: float,
         metadata: Any,
@@ -58,7 +59,6 @@ class MaskFormer(nn.Module):
             sem_seg_head: features -> {"pred_logits", "pred_masks", "aux_outputs"}; has
                 ``num_classes``.
             criterion: outputs, targets -> dict of unweighted losses; has ``weight_dict``.
-            num_queries: number of object queries.
             object_mask_threshold: panoptic: minimum class probability of a kept query.
             overlap_threshold: panoptic: minimum kept fraction of a query's own mask.
             metadata: dataset metadata; panoptic / instance inference reads its
@@ -77,7 +77,6 @@ class MaskFormer(nn.Module):
         self.backbone = backbone
         self.sem_seg_head = sem_seg_head
         self.criterion = criterion
-        self.num_queries = num_queries
         self.overlap_threshold = overlap_threshold
         self.object_mask_threshold = object_mask_threshold
         self.metadata = metadata
@@ -113,11 +112,10 @@ class MaskFormer(nn.Module):
             "backbone": backbone,
             "sem_seg_head": sem_seg_head,
             "criterion": build_criterion(cfg),
-            "num_queries": cfg.MODEL.MASK_FORMER.NUM_OBJECT_QUERIES,
             "object_mask_threshold": test.OBJECT_MASK_THRESHOLD,
             "overlap_threshold": test.OVERLAP_THRESHOLD,
             "panoptic_require_mask_prob": test.PANOPTIC_REQUIRE_MASK_PROB,
-            "metadata": _dataset_metadata(cfg),
+            "metadata": dataset_metadata(cfg),
             "size_divisibility": cfg.MODEL.MASK_FORMER.SIZE_DIVISIBILITY,
             "sem_seg_postprocess_before_inference": (
                 test.SEM_SEG_POSTPROCESSING_BEFORE_INFERENCE or test.PANOPTIC_ON or test.INSTANCE_ON
@@ -145,9 +143,8 @@ class MaskFormer(nn.Module):
             ``sem_seg`` (K, height, width), ``panoptic_seg`` ((height, width) int32,
             segments_info) and ``instances``, as enabled.
         """
-        images = [x["image"].to(self.device) for x in batched_inputs]
-        images = [(x - self.pixel_mean) / self.pixel_std for x in images]
-        images = ImageList.from_tensors(images, self.size_divisibility)  # (B, C, Hp, Wp)
+        images = preprocess_images(batched_inputs, self.pixel_mean, self.pixel_std, self.size_divisibility,
+                                   getattr(self.backbone, "padding_constraints", None))  # (B, C, Hp, Wp)
 
         features = self.backbone(images.tensor)
         outputs = self.sem_seg_head(features)
@@ -232,7 +229,8 @@ class MaskFormer(nn.Module):
             raise ValueError(
                 "Panoptic / instance inference needs metadata.thing_dataset_id_to_contiguous_id, "
                 f"which the metadata of dataset {name!r} does not have (set it when registering "
-                "the dataset, or turn MODEL.MASK_FORMER.TEST.PANOPTIC_ON off)"
+                "the dataset -- built-in datasets register when mask2former.data is imported -- "
+                "or turn MODEL.MASK_FORMER.TEST.PANOPTIC_ON off)"
             )
         return set(int(v) for v in mapping.values())
 
@@ -249,17 +247,13 @@ class MaskFormer(nn.Module):
         return new_targets
 
 
-def _dataset_metadata(cfg) -> Optional[Any]:
+def dataset_metadata(cfg) -> Optional[Any]:
     """Metadata of the first training dataset (the official choice), else the first test one.
 
-    The data layer sits beside modeling, not below it; the catalog is imported here, at
-    build time only, because the official model reads its thing classes from it. Models
-    built by hand take ``metadata`` directly and never touch the data layer.
+    Read from the catalog on the ground floor (``utils.catalog``) without importing the data
+    package. ``MetadataCatalog.get`` hands out one object per name, which the dataset's
+    registration fills: built-in datasets register when ``mask2former.data`` is imported (the
+    engine does), before or after the model is built. Models built by hand take ``metadata``.
     """
     names = list(cfg.DATASETS.TRAIN) or list(cfg.DATASETS.TEST)
-    if not names:
-        return None
-    from ... import data  # noqa: F401  (registers the built-in datasets; see issue 16)
-    from ...utils.catalog import MetadataCatalog
-
-    return MetadataCatalog.get(names[0])
+    return MetadataCatalog.get(names[0]) if names else None

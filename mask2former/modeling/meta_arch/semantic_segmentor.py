@@ -13,6 +13,7 @@ from ...config import configurable
 from ...structures import ImageList
 from ..build import META_ARCH_REGISTRY, build_backbone, build_sem_seg_head
 from ..postprocessing import sem_seg_postprocess
+from .preprocessing import preprocess_images
 
 __all__ = ["SemanticSegmentor"]
 
@@ -67,13 +68,9 @@ class SemanticSegmentor(nn.Module):
             training: dict of losses. Inference: one dict per image with ``sem_seg``
             (K, height, width) per-pixel scores.
         """
-        images = [x["image"].to(self.device) for x in batched_inputs]
-        images = [(x - self.pixel_mean) / self.pixel_std for x in images]
-        images = ImageList.from_tensors(
-            images,
-            self.backbone.size_divisibility,
-            padding_constraints=getattr(self.backbone, "padding_constraints", None),
-        )  # (B, C, Hp, Wp)
+        images = preprocess_images(batched_inputs, self.pixel_mean, self.pixel_std,
+                                   self.backbone.size_divisibility,
+                                   getattr(self.backbone, "padding_constraints", None))  # (B, C, Hp, Wp)
         features = self.backbone(images.tensor)
 
         if "sem_seg" in batched_inputs[0]:

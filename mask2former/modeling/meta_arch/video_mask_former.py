@@ -24,7 +24,7 @@ from ...config import configurable
 from ...structures import ImageList
 from ..build import META_ARCH_REGISTRY, build_backbone, build_sem_seg_head
 from ..video_criterion import VideoSetCriterion
-from .mask_former import _dataset_metadata
+from .mask_former import dataset_metadata
 
 __all__ = ["VideoMaskFormer", "video_inference"]
 
@@ -146,7 +146,7 @@ class VideoMaskFormer(nn.Module):
             "num_queries": cfg.MODEL.MASK_FORMER.NUM_OBJECT_QUERIES,
             "object_mask_threshold": test.OBJECT_MASK_THRESHOLD,
             "overlap_threshold": test.OVERLAP_THRESHOLD,
-            "metadata": _dataset_metadata(cfg),
+            "metadata": dataset_metadata(cfg),
             "size_divisibility": cfg.MODEL.MASK_FORMER.SIZE_DIVISIBILITY,
             "sem_seg_postprocess_before_inference": True,
             "pixel_mean": cfg.MODEL.PIXEL_MEAN,
