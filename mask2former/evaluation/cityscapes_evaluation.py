@@ -226,7 +226,8 @@ class CityscapesInstanceEvaluator(_CityscapesEvaluator):
                         continue
                     label_id = self._label_ids[cls]
                     png = f"{stem}_{i}_{label_id}.png"
-                    Image.fromarray(mask.astype(np.uint8) * 255).save(png, compress_level=1)
+                    # 1-bit PNG: half the encoding time of an 8-bit one; the script reads any non-zero
+                    Image.fromarray(mask).save(png, compress_level=1)
                     lines.append(f"{os.path.basename(png)} {label_id} {score!r}\n")
             with open(pred_txt, "w") as f:
                 f.writelines(lines)
