@@ -37,6 +37,8 @@ def main(args):
         DetectionCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(cfg.MODEL.WEIGHTS,
                                                                            resume=args.resume)
         results = DefaultTrainer.test(cfg, model)
+        if cfg.TEST.AUG.ENABLED:
+            results.update(DefaultTrainer.test_with_TTA(cfg, model))
         if comm.is_main_process():
             DefaultTrainer.save_results(cfg, results)
         return results

@@ -17,17 +17,17 @@ from ..checkpoint import DetectionCheckpointer
 from ..config import CfgNode
 from ..data import MetadataCatalog, build_detection_test_loader, build_detection_train_loader
 from ..data.dataset_mappers import MAPPER_BY_NAME
-from ..evaluation import (
-    COCOEvaluator, COCOPanopticEvaluator, DatasetEvaluator, DatasetEvaluators, SemSegEvaluator,
-    inference_on_dataset, print_csv_format,
-)
+from ..data.dataset_mappers.dataset_mapper_tta import DatasetMapperTTA
+from ..evaluation import DatasetEvaluator, inference_on_dataset, print_csv_format
 from ..modeling.build import build_model
+from ..modeling.test_time_augmentation import SemanticSegmentorWithTTA
 from ..solver import build_lr_scheduler, build_optimizer
 from ..utils import comm
 from ..utils.events import CommonMetricPrinter, JSONWriter, TensorboardXWriter
 from ..utils.logger import setup_logger
 from ..utils.memory import keep_freed_cpu_memory
 from . import hooks
+from .evaluator_builder import SEMANTIC_EVALUATOR_TYPES, build_evaluator
 from .train_loop import AMPTrainer, SimpleTrainer, TrainerBase
 
 __all__ = ["DefaultTrainer", "create_ddp_model", "default_writers", "build_evaluator"]
@@ -53,31 +53,6 @@ def default_writers(output_dir: str, max_iter: Optional[int] = None) -> list:
     except ImportError as err:
         logger.warning("%s; TensorBoard event files are not written.", err)
     return writers
-
-
-def build_evaluator(cfg: CfgNode, dataset_name: str, output_folder: Optional[str] = None) -> DatasetEvaluator:
-    """Evaluators for ``dataset_name`` chosen by its metadata's ``evaluator_type`` (as train_net.py)."""
-    if output_folder is None:
-        output_folder = os.path.join(cfg.OUTPUT_DIR, "inference")
-    evaluator_type = MetadataCatalog.get(dataset_name).get("evaluator_type", None)
-    test = cfg.MODEL.MASK_FORMER.TEST
-    evaluators: List[DatasetEvaluator] = []
-    if evaluator_type in ("sem_seg", "cityscapes_sem_seg", "ade20k_panoptic_seg", "coco_panoptic_seg") \
-            and test.SEMANTIC_ON:
-        evaluators.append(SemSegEvaluator(dataset_name, distributed=True, output_dir=output_folder))
-    if evaluator_type in ("coco_panoptic_seg", "ade20k_panoptic_seg", "cityscapes_panoptic_seg",
-                          "mapillary_vistas_panoptic_seg") and test.PANOPTIC_ON:
-        evaluators.append(COCOPanopticEvaluator(dataset_name, output_folder))
-    if evaluator_type in ("coco", "coco_panoptic_seg", "ade20k_panoptic_seg") and test.INSTANCE_ON:
-        evaluators.append(COCOEvaluator(dataset_name, output_dir=output_folder))
-    if evaluator_type in ("sem_seg", "mapillary_vistas_panoptic_seg") and not evaluators:
-        evaluators.append(SemSegEvaluator(dataset_name, distributed=True, output_dir=output_folder))
-    if not evaluators:
-        raise NotImplementedError(
-            f"No evaluator for dataset {dataset_name!r} with evaluator_type={evaluator_type!r} "
-            "and the enabled MODEL.MASK_FORMER.TEST.{SEMANTIC,INSTANCE,PANOPTIC}_ON tasks"
-        )
-    return evaluators[0] if len(evaluators) == 1 else DatasetEvaluators(evaluators)
 
 
 class DefaultTrainer(TrainerBase):
@@ -252,6 +227,49 @@ class DefaultTrainer(TrainerBase):
                 logger.info("Evaluation results for %s in csv format:", dataset_name)
                 print_csv_format(results_i)
         return results[list(results.keys())[0]] if len(results) == 1 else results
+
+    @classmethod
+    def test_with_TTA(cls, cfg: CfgNode, model: torch.nn.Module) -> "OrderedDict[str, dict]":
+        """Evaluate ``model`` with semantic test-time augmentation (TEST.AUG.*), as the official
+        ``train_net.py``: results of :meth:`test` with ``_TTA`` appended to each top-level key
+        (``sem_seg_TTA`` for one test set; ``<dataset>_TTA`` for several), files in
+        ``OUTPUT_DIR/inference_TTA``.
+
+        The TTA model returns ``sem_seg`` only, so only the semantic evaluators of each test set
+        run (those chosen with SEMANTIC_ON alone); a test set without one is skipped with a warning.
+        """
+        logger.info("Running inference with test-time augmentation ...")
+        tta_model = SemanticSegmentorWithTTA(model, tta_mapper=DatasetMapperTTA(cfg))
+        semantic_cfg = cfg.clone()
+        semantic_cfg.defrost()
+        semantic_cfg.MODEL.MASK_FORMER.TEST.SEMANTIC_ON = True
+        semantic_cfg.MODEL.MASK_FORMER.TEST.INSTANCE_ON = False
+        semantic_cfg.MODEL.MASK_FORMER.TEST.PANOPTIC_ON = False
+        semantic_cfg.freeze()
+        output_folder = os.path.join(cfg.OUTPUT_DIR, "inference_TTA")
+        names, evaluators = [], []
+        for name in cfg.DATASETS.TEST:
+            evaluator_type = MetadataCatalog.get(name).get("evaluator_type", None)
+            if evaluator_type not in SEMANTIC_EVALUATOR_TYPES:
+                logger.warning("TEST.AUG: dataset '%s' (evaluator_type %r) has no semantic evaluator; "
+                               "no TTA evaluation for it.", name, evaluator_type)
+                continue
+            try:
+                evaluators.append(cls.build_evaluator(semantic_cfg, name, output_folder=output_folder))
+            except NotImplementedError as err:  # e.g. a panoptic dataset without semantic labels
+                logger.warning("TEST.AUG: no TTA evaluation for dataset '%s': %s", name, err)
+                continue
+            names.append(name)
+        if not names:
+            return OrderedDict()
+        tta_cfg = semantic_cfg.clone()
+        tta_cfg.defrost()
+        tta_cfg.DATASETS.TEST = tuple(names)
+        tta_cfg.freeze()
+        res = cls.test(tta_cfg, tta_model, evaluators)  # one test set: its {task: metrics}
+        if len(names) == 1 and len(cfg.DATASETS.TEST) > 1:
+            res = {names[0]: res}  # keyed by dataset, as the results without TTA
+        return OrderedDict((k + "_TTA", v) for k, v in res.items())
 
     @staticmethod
     def save_results(cfg: CfgNode, results: dict) -> str:

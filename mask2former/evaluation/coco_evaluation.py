@@ -40,9 +40,18 @@ _METRICS = {
 class COCOEvaluator(DatasetEvaluator):
     """AP / AP50 / AP75 / APs / APm / APl and per-category AP, in percent, per task.
 
-    The ground truth is the COCO JSON of metadata ``json_file``; a dataset without one is
-    converted from its dataset dicts into ``output_dir/<dataset>_coco_format.json``.
-    Predicted classes (contiguous) are mapped back through ``thing_dataset_id_to_contiguous_id``.
+    The ground truth is the COCO JSON of metadata ``json_file``. A dataset without one (unset or
+    None: a custom panoptic dataset registered without ``instances_json``) is converted from its
+    dataset dicts, instance or panoptic, into ``output_dir/<dataset>_coco_format.json`` by the
+    main process at :meth:`evaluate` (cached: an existing file is reused).
+
+    Predicted classes are contiguous ids, mapped back through ``thing_dataset_id_to_contiguous_id``.
+    As detectron2's COCOEvaluator, this one requires those contiguous ids to be exactly
+    0..K-1 for the K thing classes; :class:`InstanceSegEvaluator` accepts any (ADE20K and
+    Mapillary Vistas panoptic number things among all classes).
+
+    Nothing is read from disk at construction; :meth:`reset` (called by
+    ``inference_on_dataset`` before inference) checks that a given ``json_file`` exists.
 
     Args:
         tasks: subset of ("bbox", "segm"); None infers them from the predictions ("bbox",
@@ -68,8 +77,10 @@ class COCOEvaluator(DatasetEvaluator):
                 )
             tasks = tuple(tasks)
         self._tasks = tasks
+        self._dataset_name = dataset_name
         self._distributed = distributed
         self._output_dir = output_dir
+        self._allow_cached_coco = allow_cached_coco
         self._cpu_device = torch.device("cpu")
         self._max_dets_per_image = [
             1,
@@ -78,29 +89,66 @@ class COCOEvaluator(DatasetEvaluator):
         ]
 
         self._metadata = MetadataCatalog.get(dataset_name)
-        if not hasattr(self._metadata, "json_file"):
-            if output_dir is None:
-                raise ValueError(
-                    f"Dataset '{dataset_name}' has no metadata 'json_file': COCOEvaluator needs "
-                    "output_dir to write its COCO-format conversion"
-                )
-            cache_path = os.path.join(output_dir, f"{dataset_name}_coco_format.json")
-            convert_to_coco_json(dataset_name, cache_path, allow_cached=allow_cached_coco)
-            self._metadata.json_file = cache_path
-
-        json_file = g_pathmgr.get_local_path(self._metadata.json_file)
-        if not os.path.isfile(json_file):
-            raise FileNotFoundError(
-                f"COCO json_file {json_file} of dataset '{dataset_name}' does not exist"
+        self._json_file: Optional[str] = self._metadata.get("json_file", None)
+        if self._json_file is None and output_dir is None:
+            raise ValueError(
+                f"Dataset '{dataset_name}' has no metadata 'json_file': {type(self).__name__} needs "
+                "output_dir to write the COCO-format conversion of its annotations"
             )
-        with contextlib.redirect_stdout(io.StringIO()):
-            self._coco_api = COCO(json_file)
-        # Test-set JSONs have no annotations: predictions are only saved, not scored.
-        self._do_evaluation = "annotations" in self._coco_api.dataset
-        self.reset()
+        self._reverse_id_mapping = self._contiguous_to_dataset_id()
+        self._coco_api: Optional[COCO] = None
+        self._predictions: List[Dict[str, Any]] = []  # reset(), which checks json_file, runs before inference
+
+    def _contiguous_to_dataset_id(self) -> Optional[Dict[int, int]]:
+        """contiguous id -> dataset id, or None without ``thing_dataset_id_to_contiguous_id``.
+
+        detectron2's rule: the contiguous ids must be exactly 0..K-1."""
+        id_map = self._metadata.get("thing_dataset_id_to_contiguous_id", None)
+        if id_map is None:
+            return None
+        contiguous = sorted(id_map.values())
+        if contiguous != list(range(len(contiguous))):
+            raise ValueError(
+                f"COCOEvaluator: thing_dataset_id_to_contiguous_id of '{self._dataset_name}' maps to "
+                f"{contiguous[:5]}{'...' if len(contiguous) > 5 else ''}, not to 0..{len(contiguous) - 1}; "
+                "use InstanceSegEvaluator for datasets whose things are numbered among all classes "
+                "(ADE20K / Mapillary Vistas panoptic)"
+            )
+        return {v: k for k, v in id_map.items()}
+
+    def _map_category_id(self, category_id: int) -> int:
+        """Dataset category id of a predicted contiguous id."""
+        if self._reverse_id_mapping is None:
+            return category_id
+        if category_id not in self._reverse_id_mapping:
+            raise KeyError(
+                f"Predicted category {category_id} is not a value of "
+                f"thing_dataset_id_to_contiguous_id of '{self._dataset_name}' "
+                f"(contiguous ids 0..{len(self._reverse_id_mapping) - 1})"
+            )
+        return self._reverse_id_mapping[category_id]
 
     def reset(self) -> None:
         self._predictions: List[Dict[str, Any]] = []
+        if self._json_file is not None and "://" not in self._json_file and not os.path.isfile(self._json_file):
+            raise FileNotFoundError(
+                f"COCO json_file {self._json_file} of dataset '{self._dataset_name}' does not exist"
+            )
+
+    def _ground_truth(self) -> COCO:
+        """The COCO api of the ground truth: metadata ``json_file``, or the cached conversion."""
+        if self._coco_api is None:
+            json_file = self._json_file
+            if json_file is None:
+                json_file = os.path.join(self._output_dir, f"{self._dataset_name}_coco_format.json")
+                logger.info(
+                    "Dataset '%s' has no COCO instances json; using its conversion %s",
+                    self._dataset_name, json_file,
+                )
+                convert_to_coco_json(self._dataset_name, json_file, allow_cached=self._allow_cached_coco)
+            with contextlib.redirect_stdout(io.StringIO()):
+                self._coco_api = COCO(g_pathmgr.get_local_path(json_file))
+        return self._coco_api
 
     def process(self, inputs: List[Dict[str, Any]], outputs: List[Dict[str, Any]]) -> None:
         for inp, out in zip(inputs, outputs):
@@ -127,7 +175,7 @@ class COCOEvaluator(DatasetEvaluator):
             predictions = self._predictions
 
         if len(predictions) == 0:
-            logger.warning("[COCOEvaluator] Did not receive valid predictions.")
+            logger.warning("[%s] Did not receive valid predictions.", type(self).__name__)
             return OrderedDict()
 
         if self._output_dir:
@@ -139,22 +187,20 @@ class COCOEvaluator(DatasetEvaluator):
 
         return self._eval_predictions(predictions, img_ids=img_ids)
 
+    def _class_names(self, coco_gt: COCO) -> List[str]:
+        """Per-category names in COCOeval's category order (sorted dataset ids): ``thing_classes``
+        when it has one name per ground-truth category, else the json's own names."""
+        cat_ids = sorted(coco_gt.getCatIds())
+        thing_classes = self._metadata.get("thing_classes", None)
+        if thing_classes is not None and len(thing_classes) == len(cat_ids):
+            return list(thing_classes)
+        return [c["name"] for c in coco_gt.loadCats(cat_ids)]
+
     def _eval_predictions(self, predictions, img_ids=None) -> "OrderedDict[str, Dict[str, float]]":
         coco_results = list(itertools.chain(*[x["instances"] for x in predictions]))
         tasks = self._tasks or _tasks_from_predictions(coco_results)
-
-        if hasattr(self._metadata, "thing_dataset_id_to_contiguous_id"):
-            reverse_id_mapping = {
-                v: k for k, v in self._metadata.thing_dataset_id_to_contiguous_id.items()
-            }
-            for result in coco_results:
-                category_id = result["category_id"]
-                if category_id not in reverse_id_mapping:
-                    raise KeyError(
-                        f"Predicted category {category_id} is not a value of "
-                        f"thing_dataset_id_to_contiguous_id of '{self._metadata.name}'"
-                    )
-                result["category_id"] = reverse_id_mapping[category_id]
+        for result in coco_results:
+            result["category_id"] = self._map_category_id(result["category_id"])
 
         if self._output_dir:
             path = os.path.join(self._output_dir, "coco_instances_results.json")
@@ -163,14 +209,16 @@ class COCOEvaluator(DatasetEvaluator):
                 f.write(json.dumps(coco_results))
 
         results: "OrderedDict[str, Dict[str, float]]" = OrderedDict()
-        if not self._do_evaluation:
+        coco_gt = self._ground_truth()
+        # Test-set JSONs have no annotations: predictions are only saved, not scored.
+        if "annotations" not in coco_gt.dataset:
             logger.info("Annotations are not available for evaluation.")
             return results
 
         for task in sorted(tasks):
             coco_eval = (
                 evaluate_predictions_on_coco(
-                    self._coco_api,
+                    coco_gt,
                     coco_results,
                     task,
                     img_ids=img_ids,
@@ -179,9 +227,7 @@ class COCOEvaluator(DatasetEvaluator):
                 if len(coco_results) > 0
                 else None  # cocoapi does not handle empty results
             )
-            results[task] = derive_coco_results(
-                coco_eval, task, class_names=self._metadata.get("thing_classes")
-            )
+            results[task] = derive_coco_results(coco_eval, task, class_names=self._class_names(coco_gt))
         return results
 
 

@@ -1,4 +1,4 @@
-"""Convert a registered dataset (detectron2 dataset dicts) to a COCO instances JSON."""
+"""Convert a registered dataset (instance or panoptic dataset dicts) to a COCO instances JSON."""
 
 from __future__ import annotations
 
@@ -12,11 +12,13 @@ from typing import Any, Dict, List, Sequence
 import numpy as np
 import pycocotools.mask as mask_util
 from iopath.common.file_io import g_pathmgr
+from PIL import Image
 
-from ..utils.catalog import DatasetCatalog, MetadataCatalog
 from ..structures.boxes import BoxMode
+from ..utils.catalog import DatasetCatalog, MetadataCatalog
+from ..utils.panoptic_utils import rgb2id
 
-__all__ = ["convert_to_coco_dict", "convert_to_coco_json"]
+__all__ = ["convert_to_coco_dict", "convert_to_coco_json", "thing_categories"]
 
 logger = logging.getLogger(__name__)
 
@@ -42,12 +44,98 @@ def _segmentation_area(segmentation: Any, where: str) -> float:
     raise TypeError(f"{where}: unknown segmentation type {type(segmentation).__name__}")
 
 
+def thing_categories(metadata) -> List[Dict[str, Any]]:
+    """COCO ``categories`` (dataset id, name) of the thing classes, in contiguous-id order.
+
+    Without ``thing_dataset_id_to_contiguous_id`` the ids are 0..K-1 of ``thing_classes``. With
+    it, a class is named by ``thing_classes[contiguous id]`` when that list covers every thing's
+    contiguous id (COCO, Mapillary Vistas, shapes) and else by ``stuff_classes[contiguous id]``:
+    ADE20K panoptic's thing ids index its 150 classes while ``thing_classes`` lists the 100 things.
+    """
+    thing_classes = list(metadata.get("thing_classes", None) or [])
+    id_map = metadata.get("thing_dataset_id_to_contiguous_id", None)
+    if id_map is None:
+        return [{"id": i, "name": name} for i, name in enumerate(thing_classes)]
+    names = thing_classes
+    if id_map and len(thing_classes) <= max(id_map.values()):
+        names = list(metadata.get("stuff_classes", None) or [])
+        if len(names) <= max(id_map.values()):
+            raise ValueError(
+                f"Dataset '{metadata.name}': thing contiguous ids go up to {max(id_map.values())}, "
+                f"but thing_classes has {len(thing_classes)} and stuff_classes {len(names)} names"
+            )
+    return [
+        {"id": int(dataset_id), "name": names[contiguous_id]}
+        for dataset_id, contiguous_id in sorted(id_map.items(), key=lambda kv: kv[1])
+    ]
+
+
+def _instance_annotations(image_dict: Dict[str, Any], where: str, reverse_id_mapper) -> List[Dict[str, Any]]:
+    """COCO annotations (without ids) of a dataset dict's ``annotations`` (boxes + masks)."""
+    annotations = []
+    for annotation in image_dict.get("annotations", []):
+        bbox = annotation["bbox"]
+        if isinstance(bbox, np.ndarray):
+            bbox = bbox.tolist()
+        if len(bbox) != 4:
+            raise ValueError(f"{where}: bbox must have 4 numbers, got {bbox!r}")
+        bbox = BoxMode.convert(list(bbox), annotation["bbox_mode"], BoxMode.XYWH_ABS)
+        if "segmentation" in annotation:
+            area = _segmentation_area(annotation["segmentation"], where)
+        else:
+            area = float(np.float32(bbox[2] * bbox[3]))
+        coco_annotation: Dict[str, Any] = {
+            "bbox": [round(float(x), 3) for x in bbox],
+            "area": float(area),
+            "iscrowd": int(annotation.get("iscrowd", 0)),
+            "category_id": int(reverse_id_mapper(annotation["category_id"])),
+        }
+        if "segmentation" in annotation:
+            seg = annotation["segmentation"]
+            if isinstance(seg, dict) and isinstance(seg.get("counts"), bytes):
+                seg = dict(seg, counts=seg["counts"].decode("ascii"))
+            coco_annotation["segmentation"] = seg
+        annotations.append(coco_annotation)
+    return annotations
+
+
+def _panoptic_annotations(image_dict: Dict[str, Any], where: str, reverse_id_mapper) -> tuple:
+    """((height, width), COCO annotations) of the thing segments of a panoptic dataset dict:
+    one compressed-RLE mask per segment of ``segments_info`` with ``isthing``, read from the PNG
+    ``pan_seg_file_name`` (segment id = R + 256 G + 256^2 B)."""
+    png = image_dict["pan_seg_file_name"]
+    with g_pathmgr.open(png, "rb") as f:
+        pan = rgb2id(np.asarray(Image.open(f).convert("RGB"), dtype=np.uint32))  # (H, W)
+    annotations = []
+    for segment in image_dict["segments_info"]:
+        if not segment.get("isthing", False):
+            continue
+        mask = pan == segment["id"]
+        if not mask.any():
+            logger.warning("%s: thing segment %s is absent from %s; left out", where, segment["id"], png)
+            continue
+        rle = mask_util.encode(np.asfortranarray(mask.astype(np.uint8)))
+        annotations.append(
+            {
+                "bbox": [float(x) for x in mask_util.toBbox(rle)],
+                "area": float(mask_util.area(rle)),
+                "iscrowd": int(segment.get("iscrowd", 0)),
+                "category_id": int(reverse_id_mapper(segment["category_id"])),
+                "segmentation": {"size": rle["size"], "counts": rle["counts"].decode("ascii")},
+            }
+        )
+    return pan.shape, annotations
+
+
 def convert_to_coco_dict(dataset_name: str) -> Dict[str, Any]:
     """The dataset's dicts as a COCO instances dict (``images``, ``annotations``, ``categories``).
 
-    Contiguous category ids are mapped back through ``thing_dataset_id_to_contiguous_id`` when
-    the metadata has it; boxes become XYWH; the area is the mask area (polygon or RLE) or,
-    without a mask, the box area.
+    Instance dicts contribute their ``annotations``: boxes become XYWH; the area is the mask
+    area (polygon or RLE) or, without a mask, the box area. Panoptic dicts (``pan_seg_file_name``
+    + ``segments_info``) contribute one RLE mask per thing segment, read from the PNG, so that a
+    panoptic dataset registered without an instances json still gets mask AP. Contiguous
+    category ids are mapped back through ``thing_dataset_id_to_contiguous_id`` when the metadata
+    has it.
     """
     dataset_dicts = DatasetCatalog.get(dataset_name)
     metadata = MetadataCatalog.get(dataset_name)
@@ -66,47 +154,30 @@ def convert_to_coco_dict(dataset_name: str) -> Dict[str, Any]:
         def reverse_id_mapper(contiguous_id: int) -> int:
             return contiguous_id
 
-    categories = [
-        {"id": reverse_id_mapper(i), "name": name} for i, name in enumerate(metadata.thing_classes)
-    ]
-
     coco_images: List[Dict[str, Any]] = []
     coco_annotations: List[Dict[str, Any]] = []
     for index, image_dict in enumerate(dataset_dicts):
+        where = f"dataset '{dataset_name}', image {image_dict.get('file_name')}"
+        if "annotations" not in image_dict and "segments_info" in image_dict:
+            (height, width), annotations = _panoptic_annotations(image_dict, where, reverse_id_mapper)
+            if (image_dict.get("height", height), image_dict.get("width", width)) != (height, width):
+                raise ValueError(
+                    f"{where}: height x width {image_dict['height']}x{image_dict['width']} differs from "
+                    f"the panoptic PNG's {height}x{width}"
+                )
+        else:
+            height, width = image_dict["height"], image_dict["width"]
+            annotations = _instance_annotations(image_dict, where, reverse_id_mapper)
         coco_image = {
             "id": image_dict.get("image_id", index),
-            "width": int(image_dict["width"]),
-            "height": int(image_dict["height"]),
+            "width": int(width),
+            "height": int(height),
             "file_name": str(image_dict["file_name"]),
         }
         coco_images.append(coco_image)
-        for annotation in image_dict.get("annotations", []):
-            where = f"dataset '{dataset_name}', image {coco_image['file_name']}"
-            bbox = annotation["bbox"]
-            if isinstance(bbox, np.ndarray):
-                bbox = bbox.tolist()
-            if len(bbox) != 4:
-                raise ValueError(f"{where}: bbox must have 4 numbers, got {bbox!r}")
-            bbox = BoxMode.convert(list(bbox), annotation["bbox_mode"], BoxMode.XYWH_ABS)
-            if "segmentation" in annotation:
-                area = _segmentation_area(annotation["segmentation"], where)
-            else:
-                area = float(np.float32(bbox[2] * bbox[3]))
-
-            coco_annotation: Dict[str, Any] = {
-                "id": len(coco_annotations) + 1,  # COCO ids start at 1
-                "image_id": coco_image["id"],
-                "bbox": [round(float(x), 3) for x in bbox],
-                "area": float(area),
-                "iscrowd": int(annotation.get("iscrowd", 0)),
-                "category_id": int(reverse_id_mapper(annotation["category_id"])),
-            }
-            if "segmentation" in annotation:
-                seg = annotation["segmentation"]
-                if isinstance(seg, dict) and isinstance(seg.get("counts"), bytes):
-                    seg = dict(seg, counts=seg["counts"].decode("ascii"))
-                coco_annotation["segmentation"] = seg
-            coco_annotations.append(coco_annotation)
+        for annotation in annotations:
+            # COCO ids start at 1
+            coco_annotations.append({"id": len(coco_annotations) + 1, "image_id": coco_image["id"], **annotation})
 
     logger.info(
         "Converted '%s' to COCO format: %d images, %d annotations",
@@ -122,7 +193,7 @@ def convert_to_coco_dict(dataset_name: str) -> Dict[str, Any]:
         "info": info,
         "images": coco_images,
         "annotations": coco_annotations,
-        "categories": categories,
+        "categories": thing_categories(metadata),
         "licenses": None,
     }
 
