@@ -25,6 +25,7 @@ from ...structures import ImageList
 from ..build import META_ARCH_REGISTRY, build_backbone, build_sem_seg_head
 from ..video_criterion import VideoSetCriterion
 from .mask_former import dataset_metadata
+from .preprocessing import preprocess_images
 
 __all__ = ["VideoMaskFormer", "video_inference"]
 
@@ -186,9 +187,9 @@ class VideoMaskFormer(nn.Module):
             :func:`video_inference` at (``height``, ``width``).
         """
         self._check_inputs(batched_inputs)
-        images = [frame.to(self.device) for video in batched_inputs for frame in video["image"]]
-        images = [(x - self.pixel_mean) / self.pixel_std for x in images]
-        images = ImageList.from_tensors(images, self.size_divisibility)  # (B*T, C, Hp, Wp)
+        frames = [{"image": frame} for video in batched_inputs for frame in video["image"]]
+        images = preprocess_images(frames, self.pixel_mean, self.pixel_std, self.size_divisibility,
+                                   getattr(self.backbone, "padding_constraints", None))  # (B*T, C, Hp, Wp)
 
         features = self.backbone(images.tensor)
         outputs = self.sem_seg_head(features)
