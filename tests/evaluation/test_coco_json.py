@@ -7,12 +7,16 @@ import contextlib
 import io
 import json
 import os
+import subprocess
+import sys
 import uuid
+from pathlib import Path
 
 import numpy as np
 import pycocotools.mask as mask_util
 import pytest
 import torch
+import torch.distributed as dist
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
@@ -136,6 +140,46 @@ def test_ap_of_derived_json_equals_cocoeval(custom_panoptic, shapes_val, tmp_pat
     mtime = derived.stat().st_mtime_ns
     again = _run(COCOEvaluator(custom_panoptic, output_dir=str(out)), preds)["segm"]
     assert derived.stat().st_mtime_ns == mtime and again["AP"] == segm["AP"]  # the cache is reused
+
+
+def _distributed_worker(shapes_val, out_dir, result_file):
+    """Each of two processes evaluates half of the images; the main process derives the json."""
+    rank = dist.get_rank()
+    name = "custom_panoptic_distributed"
+    register_coco_panoptic(name, get_shapes_metadata(), os.path.join(shapes_val, "val", "images"),
+                           os.path.join(shapes_val, "val", "panoptic"),
+                           os.path.join(shapes_val, "annotations", "panoptic_val.json"))
+    with open(os.path.join(shapes_val, "annotations", "instances_val.json")) as f:
+        preds = _predictions(json.load(f))
+    mine = {i: p for k, (i, p) in enumerate(sorted(preds.items())) if k % 2 == rank}
+    res = _run(COCOEvaluator(name, output_dir=out_dir), mine)
+    if rank == 0:
+        torch.save(res["segm"], result_file)
+    else:
+        assert res is None
+
+
+@pytest.mark.slow  # two fresh interpreters importing torch: ~15-60 s on a busy machine
+def test_two_processes_give_the_numbers_of_one(custom_panoptic, shapes_val, tmp_path):
+    result_file = tmp_path / "res.pth"
+    driver = (
+        "import sys; sys.path.insert(0, sys.argv[1]);"
+        "from test_coco_json import _distributed_worker;"
+        "from mask2former.engine.launch import launch;"
+        "launch(_distributed_worker, 2, dist_url='auto', args=tuple(sys.argv[2:5]))"
+    )
+    repo_root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": str(repo_root), "OMP_NUM_THREADS": "1"}
+    subprocess.run([sys.executable, "-c", driver, str(Path(__file__).parent), str(shapes_val),
+                    str(tmp_path / "two"), str(result_file)], check=True, env=env, cwd=str(repo_root), timeout=300)
+    two = torch.load(result_file)
+    with open(os.path.join(shapes_val, "annotations", "instances_val.json")) as f:
+        preds = _predictions(json.load(f))
+    one = _run(COCOEvaluator(custom_panoptic, output_dir=str(tmp_path / "one")), preds)["segm"]
+    assert (tmp_path / "two" / "custom_panoptic_distributed_coco_format.json").is_file()
+    assert two.keys() == one.keys()
+    for key in one:
+        assert (np.isnan(one[key]) and np.isnan(two[key])) or two[key] == one[key], key
 
 
 def test_crowd_segments_and_missing_pngs(shapes_val, tmp_path):

@@ -167,6 +167,7 @@ def _distributed_worker(json_file, result_file):
         assert res is None
 
 
+@pytest.mark.slow  # two fresh interpreters importing torch: ~15-60 s on a busy machine
 def test_two_processes_give_the_numbers_of_one(ade_dataset, tmp_path):
     name, json_file = ade_dataset
     result_file = tmp_path / "res.pth"
