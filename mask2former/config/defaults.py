@@ -110,6 +110,9 @@ _C.DATALOADER.REPEAT_THRESHOLD = 0.0
 _C.DATALOADER.REPEAT_SQRT = True
 # Drop training images without instance annotations.
 _C.DATALOADER.FILTER_EMPTY_ANNOTATIONS = True
+# [project] Training: skip a sample whose image / label file is truncated or corrupt (a WARNING names
+# it, with the count skipped so far) instead of stopping. Evaluation and missing files always fail.
+_C.DATALOADER.SKIP_CORRUPT_IMAGES = False
 
 # ---------------------------------------------------------------------------------------------
 # Backbone

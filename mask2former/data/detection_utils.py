@@ -4,13 +4,14 @@ Same behaviour as detectron2's ``detectron2.data.detection_utils`` for the funct
 """
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import pycocotools.mask as mask_util
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageFile
 
 from mask2former.structures import BitMasks, Boxes, BoxMode, Instances, polygons_to_bitmask
 
@@ -18,7 +19,9 @@ from . import transforms as T
 from .polygons import PolygonMasks
 
 __all__ = [
+    "CorruptImageError",
     "SizeMismatchError",
+    "SkipCorruptImages",
     "annotations_to_instances",
     "build_augmentation",
     "check_image_size",
@@ -31,6 +34,10 @@ __all__ = [
 
 class SizeMismatchError(ValueError):
     """The image read from disk does not have the height / width its dataset dict claims."""
+
+
+class CorruptImageError(ValueError):
+    """An image file cannot be decoded completely (truncated, corrupt, not an image); names the file."""
 
 
 # https://en.wikipedia.org/wiki/YUV#SDTV_with_BT.601
@@ -80,20 +87,55 @@ def _apply_exif_orientation(image: Image.Image) -> Image.Image:
 def read_image(file_name: Union[str, os.PathLike], format: Optional[str] = None) -> np.ndarray:
     """Read an image file into a numpy array, applying its EXIF orientation.
 
-    ``format`` as in ``convert_PIL_to_numpy``. Raises ``FileNotFoundError`` / ``ValueError``
-    naming the file when it is missing or not a readable image.
+    ``format`` as in ``convert_PIL_to_numpy``. The whole file is decoded: a truncated or corrupt
+    file is an error (even if some library set ``PIL.ImageFile.LOAD_TRUNCATED_IMAGES``), never a
+    half-grey image. This is the reader of training, evaluation and ``tools/demo.py``.
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        CorruptImageError: (a ``ValueError``) it is not a completely decodable image; names the file.
     """
     file_name = os.fspath(file_name)
     if not os.path.isfile(file_name):
         raise FileNotFoundError(f"Image file not found: '{file_name}'")
+    allow_truncated = ImageFile.LOAD_TRUNCATED_IMAGES
+    ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated file must fail, not decode half grey
     try:
         with open(file_name, "rb") as f:
             image = Image.open(f)
             image.load()
-    except (UnidentifiedImageError, OSError, SyntaxError) as err:
-        raise ValueError(f"Cannot read image file '{file_name}': {err}") from err
-    image = _apply_exif_orientation(image)
-    return convert_PIL_to_numpy(image, format)
+        image = _apply_exif_orientation(image)
+        return convert_PIL_to_numpy(image, format)
+    except Exception as err:  # noqa: BLE001 - PIL's decoders raise many types for a corrupt file
+        size = os.path.getsize(file_name)
+        raise CorruptImageError(f"Cannot read image file '{file_name}' ({size} bytes): it is truncated, corrupt "
+                                f"or not an image ({type(err).__name__}: {err})") from err
+    finally:
+        ImageFile.LOAD_TRUNCATED_IMAGES = allow_truncated
+
+
+class SkipCorruptImages:
+    """Wrap a training mapper so that a dataset dict whose image or label file cannot be decoded
+    (:class:`CorruptImageError`) is skipped (the mapper returns None; the train loader then takes
+    the next sample) with a WARNING naming the file and the number skipped so far in this process.
+    ``DATALOADER.SKIP_CORRUPT_IMAGES`` turns it on; missing files stay errors."""
+
+    def __init__(self, mapper):
+        self.mapper = mapper
+        self.num_skipped = 0
+
+    def __call__(self, dataset_dict: Dict[str, Any]) -> Optional[Dict[str, Any]]:
+        try:
+            return self.mapper(dataset_dict)
+        except CorruptImageError as err:
+            self.num_skipped += 1
+            logging.getLogger(__name__).warning(
+                "DATALOADER.SKIP_CORRUPT_IMAGES: skipped %s (%d corrupt image(s) skipped so far in this "
+                "process): %s", dataset_dict.get("file_name"), self.num_skipped, err)
+            return None
+
+    def __repr__(self) -> str:
+        return f"SkipCorruptImages({self.mapper!r})"
 
 
 def check_image_size(dataset_dict: Dict[str, Any], image: np.ndarray) -> None:

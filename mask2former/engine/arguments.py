@@ -8,10 +8,12 @@ from typing import Optional
 
 import torch
 
+from ..checkpoint.detection_checkpoint import atomic_write
 from ..config import CfgNode
 from ..utils import comm
 from ..utils.env import seed_all_rng
 from ..utils.logger import setup_logger
+from .output_dir import prepare_output_dir
 
 __all__ = ["default_argument_parser", "default_setup"]
 
@@ -32,6 +34,9 @@ def default_argument_parser(epilog: Optional[str] = None) -> argparse.ArgumentPa
     parser.add_argument("--config-file", default="", metavar="FILE", help="path to config file")
     parser.add_argument("--resume", action="store_true",
                         help="resume from OUTPUT_DIR/last_checkpoint if it exists, else load MODEL.WEIGHTS")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="train into an OUTPUT_DIR that holds a previous run: delete its checkpoints, "
+                        "metrics.json and eval_results.json first (without it, or --resume, that is an error)")
     parser.add_argument("--eval-only", action="store_true", help="perform evaluation only")
     parser.add_argument("--num-gpus", type=int, default=1,
                         help="processes per machine (GPUs; CPU processes when CUDA is absent)")
@@ -46,8 +51,16 @@ def default_argument_parser(epilog: Optional[str] = None) -> argparse.ArgumentPa
 
 
 def default_setup(cfg: CfgNode, args: argparse.Namespace) -> None:
-    """Create OUTPUT_DIR, set up logging, dump the config, log the environment and seed RNGs."""
+    """Check OUTPUT_DIR, create it, set up logging, dump the config, log the environment and seed RNGs.
+
+    Before anything is written, :func:`.output_dir.prepare_output_dir` refuses to train over a
+    previous run without ``--resume`` / ``--overwrite`` and compares a ``--resume``'s config with
+    the run's ``config.yaml`` (raising ``OutputDirError`` / ``ResumeConfigError``).
+    """
     output_dir = cfg.OUTPUT_DIR
+    config_name = prepare_output_dir(
+        cfg, resume=bool(getattr(args, "resume", False)), overwrite=bool(getattr(args, "overwrite", False)),
+        eval_only=bool(getattr(args, "eval_only", False)), is_main_process=comm.is_main_process())
     if comm.is_main_process() and output_dir:
         os.makedirs(output_dir, exist_ok=True)
     rank = comm.get_rank()
@@ -61,9 +74,9 @@ def default_setup(cfg: CfgNode, args: argparse.Namespace) -> None:
         logger.info("Contents of args.config_file=%s:\n%s", args.config_file,
                     open(args.config_file).read())
     if comm.is_main_process() and output_dir:
-        path = os.path.join(output_dir, "config.yaml")
-        with open(path, "w") as f:
-            f.write(cfg.dump())
+        path = os.path.join(output_dir, config_name)
+        text = cfg.dump()
+        atomic_write(path, lambda f: f.write(text.encode("utf-8")))
         logger.info("Full config saved to %s", path)
     seed = seed_all_rng(None if cfg.SEED < 0 else cfg.SEED + rank)
     if cfg.SEED < 0:

@@ -14,9 +14,11 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from ..checkpoint import DetectionCheckpointer
+from ..checkpoint.detection_checkpoint import atomic_write, remove_partial_files
 from ..config import CfgNode
 from ..data import MetadataCatalog, build_detection_test_loader, build_detection_train_loader
 from ..data.dataset_mappers import MAPPER_BY_NAME
+from ..data.detection_utils import SkipCorruptImages
 from ..data.dataset_mappers.dataset_mapper_tta import DatasetMapperTTA
 from ..evaluation import DatasetEvaluator, inference_on_dataset, print_csv_format
 from ..modeling.build import build_model
@@ -27,6 +29,7 @@ from ..utils.events import CommonMetricPrinter, JSONWriter, TensorboardXWriter
 from ..utils.logger import setup_logger
 from ..utils.memory import keep_freed_cpu_memory
 from . import hooks
+from .output_dir import check_free_space, eval_results_target, expected_checkpoint_bytes
 from .evaluator_builder import SEMANTIC_EVALUATOR_TYPES, build_evaluator
 from .train_loop import AMPTrainer, SimpleTrainer, TrainerBase
 
@@ -84,6 +87,10 @@ class DefaultTrainer(TrainerBase):
                                                   save_format=cfg.SOLVER.CHECKPOINT_FORMAT)
         self.start_iter = 0
         self.max_iter = cfg.SOLVER.MAX_ITER
+        if comm.is_main_process() and cfg.OUTPUT_DIR:
+            remove_partial_files(cfg.OUTPUT_DIR)  # of a write interrupted in an earlier run
+            check_free_space(cfg.OUTPUT_DIR, expected_checkpoint_bytes(model, optimizer),
+                             self.max_iter // max(cfg.SOLVER.CHECKPOINT_PERIOD, 1) + 1)
         self.register_hooks(self.build_hooks())
 
     @staticmethod
@@ -123,6 +130,8 @@ class DefaultTrainer(TrainerBase):
         if name not in MAPPER_BY_NAME:
             raise KeyError(f"INPUT.DATASET_MAPPER_NAME={name!r} is unknown; known: {sorted(MAPPER_BY_NAME)}")
         mapper = MAPPER_BY_NAME[name](cfg, True)
+        if cfg.DATALOADER.SKIP_CORRUPT_IMAGES:
+            mapper = SkipCorruptImages(mapper)
         return build_detection_train_loader(cfg, mapper=mapper, start_iter=start_iter)
 
     @classmethod
@@ -272,16 +281,18 @@ class DefaultTrainer(TrainerBase):
         return OrderedDict((k + "_TTA", v) for k, v in res.items())
 
     @staticmethod
-    def save_results(cfg: CfgNode, results: dict) -> str:
-        """Write evaluation ``results`` to OUTPUT_DIR/eval_results.json (atomically); returns the path."""
+    def save_results(cfg: CfgNode, results: dict, *, random_init: bool = False) -> str:
+        """Write evaluation ``results`` to OUTPUT_DIR/eval_results.json (atomically); returns the path.
+
+        ``random_init`` (no weights were loaded): the results are marked ``random_initialization``
+        and never replace an eval_results.json of trained weights (see :func:`eval_results_target`).
+        """
         import json
 
-        path = os.path.join(cfg.OUTPUT_DIR, "eval_results.json")
         os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
-        tmp_path = path + ".tmp"
-        with open(tmp_path, "w") as f:
-            json.dump(results, f, indent=2, default=float)
-        os.replace(tmp_path, path)
+        path, results = eval_results_target(cfg.OUTPUT_DIR, results, random_init=random_init)
+        text = json.dumps(results, indent=2, default=float)
+        atomic_write(path, lambda f: f.write(text.encode("utf-8")))
         return path
 
     @staticmethod

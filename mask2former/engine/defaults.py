@@ -13,7 +13,7 @@ from ..data.transforms import ResizeShortestEdge
 from ..modeling.build import build_model
 from ..utils.memory import keep_freed_cpu_memory
 
-__all__ = ["DefaultPredictor"]
+__all__ = ["DefaultPredictor", "validate_image"]
 
 
 class DefaultPredictor:
@@ -23,6 +23,13 @@ class DefaultPredictor:
     (H, W, 1) grayscale is accepted too) resizes it with
     ``ResizeShortestEdge(INPUT.MIN_SIZE_TEST, INPUT.MAX_SIZE_TEST)``, converts it to
     ``INPUT.FORMAT`` and returns the model's output dict for it, at the original size.
+
+    Inputs are checked (:func:`validate_image`): ``None`` (a failed ``cv2.imread``), an empty
+    array, a 16-bit image, a float image with all values in [0, 1], values outside [0, 255],
+    NaN / inf, or an aspect ratio so extreme that the resized image would lose a side are each a
+    ``ValueError`` saying what to do. Float or wider-integer images holding 0-255 values are used
+    (the model takes float 0-255 input): integer ones are converted to uint8 exactly, float ones
+    are resized in floating point.
     """
 
     def __init__(self, cfg: CfgNode):
@@ -49,15 +56,58 @@ class DefaultPredictor:
         Returns:
             the model's prediction dict for the image (see the meta-architecture).
         """
-        image = _to_three_channels(original_image)
+        image = _to_three_channels(validate_image(original_image))
         with torch.no_grad():
             if self.input_format == "RGB":
                 image = image[:, :, ::-1]  # the input is BGR
             height, width = image.shape[:2]
+            new_h, new_w = self.aug.get_output_shape(height, width, self.aug.short_edge_length[0], self.aug.max_size)
+            if min(new_h, new_w) < 1:
+                raise ValueError(
+                    f"DefaultPredictor: an image of (h, w) = ({height}, {width}) is too elongated: resized by "
+                    f"INPUT.MIN_SIZE_TEST {self.aug.short_edge_length[0]} / INPUT.MAX_SIZE_TEST "
+                    f"{self.aug.max_size} it would be ({new_h}, {new_w}). Crop or pad it first.")
             image = self.aug.get_transform(image).apply_image(image)
             image = torch.as_tensor(image.astype("float32").transpose(2, 0, 1))  # (3, h, w)
             inputs = {"image": image, "height": height, "width": width}
             return self.model([inputs])[0]
+
+
+def validate_image(image: Any) -> np.ndarray:
+    """Check an input image of :class:`DefaultPredictor`; returns it as a numpy array.
+
+    Raises:
+        ValueError: ``None``, not numeric, empty, 16-bit, float in [0, 1], NaN / inf, or values
+            outside [0, 255] -- the message says how to convert.
+    """
+    if image is None:
+        raise ValueError("DefaultPredictor got None instead of an image: cv2.imread returns None when the "
+                         "file does not exist or cannot be decoded. Check the path (or use "
+                         "mask2former.data.detection_utils.read_image(path, format='BGR'), which says why).")
+    image = np.asarray(image)
+    if image.dtype == np.bool_ or not (np.issubdtype(image.dtype, np.integer) or np.issubdtype(image.dtype, np.floating)):
+        raise ValueError(f"DefaultPredictor expects a numeric image array, got dtype {image.dtype}")
+    if image.size == 0:
+        raise ValueError(f"DefaultPredictor got an empty image of shape {image.shape}")
+    if image.dtype in (np.uint16, np.int16):
+        raise ValueError(
+            f"DefaultPredictor got a 16-bit image ({image.dtype}, values up to {int(image.max())}); the model "
+            "expects 8-bit values 0-255. Convert it first, e.g. (image / 257).round().astype(np.uint8) for "
+            "full-range 16-bit data, or cv2.imread(path, cv2.IMREAD_COLOR) which reads 8 bits.")
+    if image.dtype == np.uint8:
+        return image
+    low, high = float(image.min()), float(image.max())
+    if not (np.isfinite(low) and np.isfinite(high)):
+        raise ValueError("DefaultPredictor got an image with NaN or infinite values")
+    if np.issubdtype(image.dtype, np.floating) and high <= 1.0:
+        raise ValueError(
+            f"DefaultPredictor got a {image.dtype} image with all values in [{low:g}, {high:g}]: it looks "
+            "scaled to [0, 1], but the model expects 0-255. Pass (image * 255).round().astype(np.uint8).")
+    if low < 0 or high > 255:
+        raise ValueError(f"DefaultPredictor expects values in [0, 255], got [{low:g}, {high:g}] ({image.dtype})")
+    if np.issubdtype(image.dtype, np.integer):
+        return image.astype(np.uint8)  # exact: the values are 0-255
+    return image
 
 
 def _to_three_channels(image: np.ndarray) -> np.ndarray:

@@ -17,6 +17,7 @@ from PIL import Image
 
 from ..utils.catalog import DatasetCatalog, MetadataCatalog
 from ..utils import comm
+from ..utils.label_checks import check_semantic_label
 from .evaluator import DatasetEvaluator
 
 __all__ = ["SemSegEvaluator", "load_image_into_numpy_array", "semantic_metrics"]
@@ -126,19 +127,12 @@ class SemSegEvaluator(DatasetEvaluator):
                 out["sem_seg"].argmax(dim=0).to(self._cpu_device).numpy().astype(np.int64)
             )  # (H, W)
             gt_filename = self._gt_file(inp)
-            gt = np.asarray(self.sem_seg_loading_fn(gt_filename, dtype=np.int64)).copy()
-            if gt.shape != pred.shape:
-                raise ValueError(
-                    f"Prediction of shape {pred.shape} does not match ground truth {gt_filename} "
-                    f"of shape {gt.shape} (input {inp.get('file_name')})"
-                )
+            gt = check_semantic_label(  # (H, W): colour labels, other sizes, unknown ids are errors
+                np.asarray(self.sem_seg_loading_fn(gt_filename, dtype=np.int64)), num_classes=self._num_classes,
+                ignore_label=self._ignore_label, label_file=gt_filename, image_file=inp.get("file_name"),
+                image_hw=pred.shape,
+            ).copy()
             ignored = gt == self._ignore_label
-            bad = ~ignored & ((gt < 0) | (gt >= self._num_classes))
-            if bad.any():
-                raise ValueError(
-                    f"Ground truth {gt_filename} has labels {sorted(np.unique(gt[bad]).tolist())} "
-                    f"outside [0, {self._num_classes}) that are not the ignore label {self._ignore_label}"
-                )
             gt[ignored] = self._num_classes
             self._conf_matrix += np.bincount(
                 (self._num_classes + 1) * pred.reshape(-1) + gt.reshape(-1),

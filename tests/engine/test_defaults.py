@@ -94,3 +94,35 @@ def test_bad_image_and_bad_format(weights):
         predictor(np.zeros((10, 10, 4), dtype=np.uint8))
     with pytest.raises(ValueError, match="INPUT.FORMAT"):
         DefaultPredictor(tiny_cfg(weights, input_format="L"))
+
+
+# ---- input validation (issue: None, [0, 1] floats, uint16, 0x0 and 4000x2 failed obscurely or silently)
+@pytest.mark.parametrize("image, message", [
+    (None, "got None instead of an image: cv2.imread returns None"),
+    (np.full((32, 32, 3), 0.5, dtype=np.float32), r"looks scaled to \[0, 1\].*\(image \* 255\)"),
+    (np.full((32, 32, 3), 1000, dtype=np.uint16), "16-bit image.*values up to 1000"),
+    (np.zeros((0, 0, 3), dtype=np.uint8), r"empty image of shape \(0, 0, 3\)"),
+    (np.zeros((4000, 1, 3), dtype=np.uint8), r"\(h, w\) = \(4000, 1\) is too elongated.*would be \(1000, 0\)"),
+    (np.zeros((1, 5000, 3), dtype=np.uint8), "too elongated"),
+    (np.full((8, 8, 3), np.nan, dtype=np.float32), "NaN or infinite"),
+    (np.full((8, 8, 3), 300, dtype=np.int32), r"values in \[0, 255\], got \[300, 300\]"),
+    (np.zeros((8, 8, 3), dtype=bool), "numeric image"),
+])
+def test_bad_inputs_are_clear_value_errors(weights, image, message):
+    predictor = DefaultPredictor(tiny_cfg(weights))
+    with pytest.raises(ValueError, match=message):
+        predictor(image)
+
+
+def test_float_and_wide_integer_images_in_0_255_are_used_as_they_are(weights):
+    predictor = DefaultPredictor(tiny_cfg(weights))
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, size=(64, 72, 3), dtype=np.uint8)  # short side = MIN_SIZE_TEST: no resampling
+    expected = predictor(image)["sem_seg"]
+    for converted in (image.astype(np.float32), image.astype(np.int64)):
+        torch.testing.assert_close(predictor(converted)["sem_seg"], expected)
+
+
+def test_elongated_image_whose_resized_short_side_survives_is_predicted(weights):
+    prediction = DefaultPredictor(tiny_cfg(weights))(np.zeros((4000, 2, 3), dtype=np.uint8))
+    assert prediction["sem_seg"].shape == (NUM_CLASSES, 4000, 2)

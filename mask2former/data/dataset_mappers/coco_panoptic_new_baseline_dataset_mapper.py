@@ -10,6 +10,7 @@ from mask2former.structures import BitMasks, Boxes
 
 from .. import detection_utils as utils
 from .. import transforms as T
+from mask2former.utils.label_checks import check_label_size
 from mask2former.utils.panoptic_utils import rgb2id
 from ._common import image_to_tensor, masks_to_instances
 from .coco_instance_new_baseline_dataset_mapper import LSJDatasetMapperBase
@@ -25,6 +26,7 @@ class COCOPanopticNewBaselineDatasetMapper(LSJDatasetMapperBase):
         dataset_dict = copy.deepcopy(dataset_dict)
         image = utils.read_image(dataset_dict["file_name"], format=self.img_format)
         utils.check_image_size(dataset_dict, image)
+        original_hw = image.shape[:2]
 
         image, transforms = T.apply_transform_gens(self.tfm_gens, image)
         image_shape = image.shape[:2]
@@ -35,7 +37,9 @@ class COCOPanopticNewBaselineDatasetMapper(LSJDatasetMapperBase):
             return dataset_dict
 
         if "pan_seg_file_name" in dataset_dict:
-            pan_seg_gt = utils.read_image(dataset_dict.pop("pan_seg_file_name"), "RGB")
+            pan_seg_file = dataset_dict.pop("pan_seg_file_name")
+            pan_seg_gt = utils.read_image(pan_seg_file, "RGB")
+            check_label_size(pan_seg_gt.shape[:2], original_hw, pan_seg_file, dataset_dict["file_name"], "Panoptic")
             pan_seg_gt = rgb2id(transforms.apply_segmentation(pan_seg_gt))  # pad colour 255 -> no segment
             kept = [s for s in dataset_dict["segments_info"] if not s["iscrowd"]]
             instances = masks_to_instances(

@@ -12,6 +12,7 @@ from mask2former.config import configurable
 
 from .. import detection_utils as utils
 from .. import transforms as T
+from ...utils.label_checks import check_label_size, to_single_channel_label
 from ._common import image_to_tensor
 
 __all__ = ["DatasetMapper"]
@@ -85,9 +86,10 @@ class DatasetMapper:
 
         sem_seg_gt: Optional[np.ndarray] = None
         if "sem_seg_file_name" in dataset_dict:
-            sem_seg_gt = utils.read_image(dataset_dict.pop("sem_seg_file_name")).astype("double")
-            if sem_seg_gt.ndim == 3:
-                sem_seg_gt = sem_seg_gt[:, :, 0]
+            label_file = dataset_dict.pop("sem_seg_file_name")
+            sem_seg_gt = to_single_channel_label(utils.read_image(label_file), label_file, dataset_dict["file_name"])
+            check_label_size(sem_seg_gt.shape, image.shape[:2], label_file, dataset_dict["file_name"])
+            sem_seg_gt = sem_seg_gt.astype("double")
 
         aug_input = T.AugInput(image, sem_seg=sem_seg_gt)
         transforms = self.augmentations(aug_input)

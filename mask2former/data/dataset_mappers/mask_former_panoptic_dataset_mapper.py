@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import copy
-from typing import Any, Dict
+from typing import Any, Dict, Optional
 
 import torch
 
@@ -10,6 +10,7 @@ from mask2former.config import configurable
 
 from .. import detection_utils as utils
 from .. import transforms as T
+from mask2former.utils.label_checks import check_label_size
 from mask2former.utils.panoptic_utils import rgb2id
 from ._common import image_to_tensor, masks_to_instances, pad_to_size_divisibility
 from .mask_former_semantic_dataset_mapper import MaskFormerSemanticDatasetMapper
@@ -23,13 +24,15 @@ class MaskFormerPanopticDatasetMapper(MaskFormerSemanticDatasetMapper):
     the dict has ``sem_seg_file_name``."""
 
     @configurable
-    def __init__(self, is_train: bool = True, *, augmentations, image_format, ignore_label, size_divisibility):
+    def __init__(self, is_train: bool = True, *, augmentations, image_format, ignore_label, size_divisibility,
+                 num_classes: Optional[int] = None):
         super().__init__(
             is_train=is_train,
             augmentations=augmentations,
             image_format=image_format,
             ignore_label=ignore_label,
             size_divisibility=size_divisibility,
+            num_classes=num_classes,
         )
 
     def __call__(self, dataset_dict: Dict[str, Any]) -> Dict[str, Any]:
@@ -41,7 +44,9 @@ class MaskFormerPanopticDatasetMapper(MaskFormerSemanticDatasetMapper):
             raise ValueError(
                 f"Cannot find 'pan_seg_file_name' for panoptic segmentation dataset {dataset_dict['file_name']}."
             )
-        pan_seg_gt = utils.read_image(dataset_dict.pop("pan_seg_file_name"), "RGB")
+        pan_seg_file = dataset_dict.pop("pan_seg_file_name")
+        pan_seg_gt = utils.read_image(pan_seg_file, "RGB")
+        check_label_size(pan_seg_gt.shape[:2], image.shape[:2], pan_seg_file, dataset_dict["file_name"], "Panoptic")
         segments_info = dataset_dict["segments_info"]
 
         aug_input = T.AugInput(image, sem_seg=sem_seg_gt)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import copy
 import logging
-from typing import Any, Dict, List, Union
+from typing import Any, Dict, List, Optional, Union
 
 import numpy as np
 import torch
@@ -13,6 +13,7 @@ from mask2former.config import configurable
 from .. import detection_utils as utils
 from .. import transforms as T
 from ...utils.catalog import MetadataCatalog
+from ...utils.label_checks import check_semantic_label
 from ._common import (
     image_to_tensor, mask_former_train_augmentations, masks_to_instances, pad_to_size_divisibility,
 )
@@ -34,8 +35,13 @@ class MaskFormerSemanticDatasetMapper:
         image_format: str,
         ignore_label: int,
         size_divisibility: int,
+        num_classes: Optional[int] = None,
     ):
+        """``num_classes``: label ids must lie in ``[0, num_classes)`` or be ``ignore_label``
+        (None: not checked); colour labels and labels of another size than their image are
+        always errors naming both files (:func:`check_semantic_label`)."""
         self.is_train = is_train
+        self.num_classes = num_classes
         self.tfm_gens = augmentations
         self.img_format = image_format
         self.ignore_label = ignore_label
@@ -63,6 +69,7 @@ class MaskFormerSemanticDatasetMapper:
             "image_format": cfg.INPUT.FORMAT,
             "ignore_label": meta.ignore_label,
             "size_divisibility": cfg.INPUT.SIZE_DIVISIBILITY,
+            "num_classes": cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES,
         }
 
     def _read(self, dataset_dict: Dict[str, Any]):
@@ -70,8 +77,11 @@ class MaskFormerSemanticDatasetMapper:
         utils.check_image_size(dataset_dict, image)
         sem_seg_gt = None
         if "sem_seg_file_name" in dataset_dict:
-            # torch has no uint16 ops: go through double
-            sem_seg_gt = utils.read_image(dataset_dict.pop("sem_seg_file_name")).astype("double")
+            label_file = dataset_dict.pop("sem_seg_file_name")
+            sem_seg_gt = check_semantic_label(
+                utils.read_image(label_file), num_classes=self.num_classes, ignore_label=self.ignore_label,
+                label_file=label_file, image_file=dataset_dict["file_name"], image_hw=image.shape[:2],
+            ).astype("double")  # torch has no uint16 ops: go through double
         return image, sem_seg_gt
 
     def __call__(self, dataset_dict: Dict[str, Any]) -> Dict[str, Any]:

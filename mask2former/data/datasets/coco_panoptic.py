@@ -14,8 +14,8 @@ __all__ = [
 ]
 
 
-def _convert_category_id(segment_info: Dict[str, Any], meta: Dict[str, Any]) -> Dict[str, Any]:
-    """Dataset category id -> contiguous id; sets ``isthing``."""
+def _convert_category_id(segment_info: Dict[str, Any], meta: Dict[str, Any], where: str = "") -> Dict[str, Any]:
+    """Dataset category id -> contiguous id; sets ``isthing``. ``where`` names the image in errors."""
     cat = segment_info["category_id"]
     if cat in meta["thing_dataset_id_to_contiguous_id"]:
         segment_info["category_id"] = meta["thing_dataset_id_to_contiguous_id"][cat]
@@ -25,8 +25,8 @@ def _convert_category_id(segment_info: Dict[str, Any], meta: Dict[str, Any]) -> 
             segment_info["category_id"] = meta["stuff_dataset_id_to_contiguous_id"][cat]
         except KeyError as err:
             raise KeyError(
-                f"Panoptic segment {segment_info.get('id')} has category_id={cat}, which is in neither "
-                "thing_dataset_id_to_contiguous_id nor stuff_dataset_id_to_contiguous_id"
+                f"Panoptic segment {segment_info.get('id')}{where} has category_id={cat}, which is in neither "
+                "thing_dataset_id_to_contiguous_id nor stuff_dataset_id_to_contiguous_id of the dataset's metadata"
             ) from err
         segment_info["isthing"] = False
     return segment_info
@@ -69,7 +69,9 @@ def load_coco_panoptic_json(
             record["height"], record["width"] = image_info["height"], image_info["width"]
         if sem_seg_dir is not None:
             record["sem_seg_file_name"] = os.path.join(sem_seg_dir, ann["file_name"])
-        record["segments_info"] = [_convert_category_id(dict(x), meta) for x in ann["segments_info"]]
+        where = (f" of image {record['file_name']!r} (image_id {image_id}, panoptic PNG "
+                 f"{record['pan_seg_file_name']!r}, in {json_file!r})")
+        record["segments_info"] = [_convert_category_id(dict(x), meta, where) for x in ann["segments_info"]]
         ret.append(record)
     if not ret:
         raise ValueError(f"No annotations found in '{json_file}' (images in {image_dir})!")
