@@ -39,6 +39,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from mask2former.checkpoint import DetectionCheckpointer  # noqa: E402
 from mask2former.config import get_cfg  # noqa: E402
 from mask2former.modeling import build_model  # noqa: E402
+import mask2former.data  # noqa: E402,F401  (registers the built-in datasets' metadata)
 
 TASKS = ("parameter", "flop", "activation", "structure")
 
