@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from engine_helpers import captured_logs, run_train_net, tiny_opts
+from engine_helpers import PANOPTIC_CONFIG, captured_logs, run_train_net, tiny_opts
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
@@ -18,6 +18,7 @@ from mask2former.config import get_cfg
 from mask2former.data import DatasetCatalog, MetadataCatalog
 from mask2former.data.datasets import get_shapes_metadata, register_coco_panoptic
 from mask2former.engine import DefaultTrainer
+from mask2former.modeling import build_model
 
 TTA_OPTS = ["TEST.AUG.ENABLED", "True", "TEST.AUG.MIN_SIZES", "(48, 80)", "TEST.AUG.MAX_SIZE", "96",
             "TEST.AUG.FLIP", "True"]
@@ -26,9 +27,6 @@ TTA_OPTS = ["TEST.AUG.ENABLED", "True", "TEST.AUG.MIN_SIZES", "(48, 80)", "TEST.
 @pytest.fixture(scope="module")
 def random_weights(tmp_path_factory) -> Path:
     """A tiny untrained panoptic Mask2Former saved as a checkpoint (the same weights in every run)."""
-    from engine_helpers import PANOPTIC_CONFIG
-    from mask2former.modeling import build_model
-
     cfg = get_cfg()
     cfg.merge_from_file(str(PANOPTIC_CONFIG))
     cfg.merge_from_list(tiny_opts(tmp_path_factory.mktemp("unused")))
