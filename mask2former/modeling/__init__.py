@@ -11,6 +11,7 @@ from .build import (
     TRANSFORMER_DECODER_REGISTRY, build_backbone, build_model, build_pixel_decoder,
     build_sem_seg_head, build_transformer_decoder,
 )
+from .test_time_augmentation import SemanticSegmentorWithTTA
 
 # import-time registration of every part (the registries' decorators run on import)
 from .backbone import resnet, swin, timm_backbone
@@ -23,6 +24,6 @@ from .meta_arch import mask_former, semantic_segmentor, video_mask_former
 
 __all__ = [
     "BACKBONE_REGISTRY", "META_ARCH_REGISTRY", "PIXEL_DECODER_REGISTRY", "SEM_SEG_HEADS_REGISTRY",
-    "TRANSFORMER_DECODER_REGISTRY", "Backbone", "ShapeSpec", "build_backbone", "build_model",
+    "TRANSFORMER_DECODER_REGISTRY", "Backbone", "SemanticSegmentorWithTTA", "ShapeSpec", "build_backbone", "build_model",
     "build_pixel_decoder", "build_sem_seg_head", "build_transformer_decoder",
 ]
