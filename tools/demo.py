@@ -10,6 +10,11 @@ Examples:
 What is drawn follows the model's outputs (panoptic, else instances, else semantic); --task
 forces one. Without --output the results are shown in a window (needs an OpenCV build with
 GUI support; the headless build can only write files).
+
+With several input images, --output is a folder mirroring the inputs' sub-folders below their
+common folder (a/x.jpg and b/x.jpg give out/a/x.jpg and out/b/x.jpg). An output path that is
+one of the inputs is refused before anything runs. An image that cannot be read (missing,
+truncated, corrupt) is reported and skipped; the demo then exits with status 1 and the list.
 """
 from __future__ import annotations
 
@@ -22,11 +27,13 @@ import time
 from typing import List, Optional, Sequence
 
 import cv2
+import numpy as np
 import tqdm
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from mask2former.config import get_cfg  # noqa: E402
+from mask2former.data.detection_utils import read_image as read_image_file  # noqa: E402
 from mask2former.engine.visualization_demo import TASKS, VisualizationDemo  # noqa: E402
 from mask2former.utils.logger import setup_logger  # noqa: E402
 from mask2former.utils.visualizer import ColorMode  # noqa: E402
@@ -76,23 +83,36 @@ def expand_inputs(patterns: Sequence[str]) -> List[str]:
 
 
 def read_image(path: str):
-    """BGR uint8 image, or a clear error naming the file."""
+    """BGR uint8 image, or a clear error naming the file (``FileNotFoundError``, or
+    ``CorruptImageError`` for a truncated / corrupt file: never a half-decoded picture)."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"Input image {path!r} does not exist")
-    image = cv2.imread(path, cv2.IMREAD_COLOR)
-    if image is None:
-        raise ValueError(f"Input {path!r} cannot be read as an image")
-    return image
+    return np.ascontiguousarray(read_image_file(path, format="BGR"))
 
 
-def _output_path(output: str, input_path: str, many: bool) -> str:
-    """``output`` is a folder when it exists as one, ends with a separator, or several inputs
-    are given; otherwise it is the file to write."""
-    if many or os.path.isdir(output) or output.endswith(("/", os.sep)):
-        os.makedirs(output, exist_ok=True)
-        return os.path.join(output, os.path.basename(input_path))
-    os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
-    return output
+def plan_outputs(output: str, inputs: Sequence[str]) -> List[str]:
+    """The file each input's drawing is written to.
+
+    ``output`` is a folder when it exists as one, ends with a separator, or several inputs are
+    given; inputs then keep their path below their common folder, so names never collide.
+    Otherwise it is the file to write.
+
+    Raises:
+        ValueError: an output path is one of the input files (the drawing would replace it).
+    """
+    if len(inputs) > 1 or os.path.isdir(output) or output.endswith(("/", os.sep)):
+        absolute = [os.path.abspath(p) for p in inputs]
+        root = os.path.commonpath([os.path.dirname(p) for p in absolute])
+        planned = [os.path.join(output, os.path.relpath(p, root)) for p in absolute]
+    else:
+        planned = [output]
+    originals = {os.path.realpath(p): p for p in inputs}
+    for source, target in zip(inputs, planned):
+        clash = originals.get(os.path.realpath(target))
+        if clash is not None:
+            raise ValueError(f"Refusing to write the drawing of {source!r} to {target!r}: that is the input "
+                             f"file {clash!r}. Choose an --output folder that holds no input.")
+    return planned
 
 
 def _show(image_bgr) -> bool:
@@ -128,17 +148,29 @@ def _describe(predictions) -> str:
     return "predicted " + ", ".join(found)
 
 
-def run_images(demo: VisualizationDemo, args: argparse.Namespace) -> None:
-    paths = expand_inputs(args.input)
-    for path in tqdm.tqdm(paths, disable=not args.output or len(paths) == 1, desc="images"):
-        image = read_image(path)
+def run_images(demo: VisualizationDemo, args: argparse.Namespace) -> List[str]:
+    """Predict and draw every input image; returns ``"<path>: <reason>"`` of those that failed
+    (unreadable files are reported and skipped, the others still run)."""
+    paths = list(dict.fromkeys(expand_inputs(args.input)))  # a file given twice is drawn once
+    outputs = plan_outputs(args.output, paths) if args.output else [None] * len(paths)
+    failures: List[str] = []
+    for path, output in tqdm.tqdm(list(zip(paths, outputs)), disable=not args.output or len(paths) == 1,
+                                  desc="images"):
+        try:
+            image = read_image(path)
+        except (FileNotFoundError, ValueError) as err:
+            logger.error(f"Skipping {path}: {err}")
+            failures.append(f"{path}: {err}")
+            continue
         start = time.perf_counter()
         predictions, drawing = demo.run_on_image(image)
         logger.info(f"{path}: {_describe(predictions)} in {time.perf_counter() - start:.2f}s")
-        if args.output:
-            drawing.save(_output_path(args.output, path, many=len(paths) > 1))
+        if output:
+            os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
+            drawing.save(output)
         elif not _show(drawing.get_image()[:, :, ::-1]):
             break
+    return failures
 
 
 def run_video(demo: VisualizationDemo, args: argparse.Namespace) -> None:
@@ -157,6 +189,7 @@ def run_video(demo: VisualizationDemo, args: argparse.Namespace) -> None:
             if os.path.isdir(output) or output.endswith(("/", os.sep)):
                 os.makedirs(output, exist_ok=True)
                 output = os.path.join(output, os.path.splitext(os.path.basename(path))[0] + ".mp4")
+            plan_outputs(output, [path])  # never write over the input video
             os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
             _write_video(demo.run_on_video(video), output, fps, (width, height), total)
             logger.info(f"Wrote {output}")
@@ -205,7 +238,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                              confidence_threshold=args.confidence_threshold)
     try:
         if args.input:
-            run_images(demo, args)
+            failures = run_images(demo, args)
+            if failures:
+                parser.exit(1, f"demo.py: {len(failures)} input image(s) failed:\n  " + "\n  ".join(failures) + "\n")
         elif args.video_input:
             run_video(demo, args)
         else:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -130,7 +131,8 @@ def test_demo_errors_name_the_bad_input(tmp_path, capsys):
         demo.main(["--config-file", str(CONFIG), "--input", str(tmp_path / "broken.jpg"),
                    "--output", str(tmp_path / "out.png"), "--opts", *OPTS])
     assert exc.value.code == 1
-    assert "broken.jpg' cannot be read as an image" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "1 input image(s) failed" in err and "broken.jpg' (12 bytes): it is truncated, corrupt or not an image" in err
     with pytest.raises(SystemExit) as exc:
         demo.main(["--config-file", str(CONFIG), "--input", str(tmp_path / "*.png"),
                    "--output", str(tmp_path), "--opts", *OPTS])
@@ -150,3 +152,62 @@ def test_demo_webcam_without_camera_says_so():
     demo = _demo_main()
     with pytest.raises(SystemExit, match="no camera could be opened"):
         demo.main(["--config-file", str(CONFIG), "--webcam", "--opts", *OPTS])
+
+
+# ---- reliability: never write over an input, unique names, one bad image does not stop the rest
+def _checksums(folder: Path) -> dict:
+    import hashlib
+
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_plan_outputs_mirrors_sub_folders_and_refuses_inputs(tmp_path):
+    demo = _demo_main()
+    inputs = [str(tmp_path / "a" / "x.jpg"), str(tmp_path / "b" / "x.jpg"), str(tmp_path / "b" / "c" / "y.jpg")]
+    out = str(tmp_path / "out")
+    assert demo.plan_outputs(out, inputs) == [
+        os.path.join(out, "a", "x.jpg"), os.path.join(out, "b", "x.jpg"), os.path.join(out, "b", "c", "y.jpg")]
+    for p in inputs:
+        Path(p).parent.mkdir(parents=True, exist_ok=True)
+        Path(p).write_bytes(b"x")
+    with pytest.raises(ValueError, match=r"a/x.jpg' to .*: that is the input file"):
+        demo.plan_outputs(str(tmp_path / "a"), inputs[:1])  # --output = the input's own folder
+    with pytest.raises(ValueError, match="that is the input file"):
+        demo.plan_outputs(inputs[0], inputs[:1])  # --output = the input file
+    with pytest.raises(ValueError, match="that is the input file"):
+        demo.plan_outputs(str(tmp_path), inputs)  # the common root itself
+
+
+def test_demo_refuses_to_draw_over_its_inputs(tmp_path, capsys):
+    # before: `--input "dir/*.png" --output dir/` replaced the photos with their drawings
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i in range(2):
+        cv2.imwrite(str(photos / f"p{i}.png"), _scene(48, 64, seed=i))
+    before = _checksums(photos)
+    with pytest.raises(SystemExit) as exc:
+        _demo_main().main(["--config-file", str(CONFIG), "--input", str(photos / "*.png"),
+                           "--output", str(photos) + "/", "--opts", *OPTS])
+    assert exc.value.code == 1 and "that is the input file" in capsys.readouterr().err
+    assert _checksums(photos) == before
+
+
+def test_same_file_names_in_two_folders_give_two_drawings_and_bad_images_are_skipped(tmp_path, capsys):
+    for folder, seed in (("day", 0), ("night", 1)):
+        (tmp_path / folder).mkdir()
+        cv2.imwrite(str(tmp_path / folder / "street.png"), _scene(48, 64, seed=seed))
+    good = cv2.imencode(".jpg", _scene(48, 64, seed=2))[1].tobytes()
+    (tmp_path / "night" / "cut.jpg").write_bytes(good[: len(good) // 2])  # truncated JPEG
+    inputs = [str(tmp_path / "day" / "street.png"), str(tmp_path / "night" / "cut.jpg"),
+              str(tmp_path / "missing.png"), str(tmp_path / "night" / "street.png")]
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as exc:
+        _demo_main().main(["--config-file", str(CONFIG), "--input", *inputs, "--output", str(out),
+                           "--task", "semantic", "--opts", *OPTS])
+    err = capsys.readouterr().err
+    assert exc.value.code == 1 and "2 input image(s) failed" in err
+    assert "cut.jpg" in err and "truncated" in err and "missing.png' does not exist" in err
+    assert sorted(_checksums(out)) == ["day/street.png", "night/street.png"]  # both drawn, none lost
+    day, night = (cv2.imread(str(out / f / "street.png")) for f in ("day", "night"))
+    assert day.shape == night.shape == (48, 64, 3) and not np.array_equal(day, night)
