@@ -20,9 +20,9 @@ import numpy as np
 import torch
 import torch.utils.data as torchdata
 
-from mask2former.config import configurable
-from mask2former.utils import comm
-from mask2former.utils.env import seed_all_rng
+from ..config import configurable
+from ..utils import comm
+from ..utils.env import seed_all_rng
 
 from ..utils.catalog import DatasetCatalog, MetadataCatalog
 from .samplers import InferenceSampler, RepeatFactorTrainingSampler, TrainingSampler

@@ -13,7 +13,7 @@ import pycocotools.mask as mask_util
 import torch
 from PIL import Image, ImageFile
 
-from mask2former.structures import BitMasks, Boxes, BoxMode, Instances, polygons_to_bitmask
+from ..structures import BitMasks, Boxes, BoxMode, Instances, polygons_to_bitmask
 
 from . import transforms as T
 from .polygons import PolygonMasks

@@ -10,7 +10,7 @@ from typing import Any, Iterator, List, Sequence, Union
 import numpy as np
 import torch
 
-from mask2former.structures import BitMasks, Boxes
+from ..structures import BitMasks, Boxes
 
 __all__ = ["PolygonMasks"]
 

@@ -14,7 +14,7 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence
 import torch
 from torch.utils.data.sampler import Sampler
 
-from mask2former.utils import comm
+from ..utils import comm
 
 __all__ = ["InferenceSampler", "RepeatFactorTrainingSampler", "TrainingSampler"]
 

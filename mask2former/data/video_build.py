@@ -11,7 +11,7 @@ import logging
 from collections import Counter
 from typing import Any, Dict, List, Sequence, Union
 
-from mask2former.config import configurable
+from ..config import configurable
 
 from ..utils.catalog import DatasetCatalog, MetadataCatalog
 from .build import _train_loader_from_config, build_detection_test_loader, build_detection_train_loader

@@ -7,7 +7,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from mask2former.structures import Instances
+from ...structures import Instances
 
 from .. import transforms as T
 

@@ -9,8 +9,8 @@ import numpy as np
 import pycocotools.mask as mask_util
 import torch
 
-from mask2former.config import configurable
-from mask2former.structures import Boxes
+from ...config import configurable
+from ...structures import Boxes
 
 from .. import detection_utils as utils
 from .. import transforms as T

@@ -6,12 +6,12 @@ from typing import Any, Dict
 
 import torch
 
-from mask2former.structures import BitMasks, Boxes
+from ...structures import BitMasks, Boxes
 
 from .. import detection_utils as utils
 from .. import transforms as T
-from mask2former.utils.label_checks import check_label_size
-from mask2former.utils.panoptic_utils import rgb2id
+from ...utils.label_checks import check_label_size
+from ...utils.panoptic_utils import rgb2id
 from ._common import image_to_tensor, masks_to_instances
 from .coco_instance_new_baseline_dataset_mapper import LSJDatasetMapperBase
 

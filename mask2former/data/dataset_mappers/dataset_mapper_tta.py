@@ -7,7 +7,7 @@ from typing import Any, Dict, List, Sequence
 import numpy as np
 import torch
 
-from mask2former.config import configurable
+from ...config import configurable
 
 from .. import transforms as T
 

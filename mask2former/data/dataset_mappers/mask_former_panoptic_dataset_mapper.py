@@ -6,12 +6,12 @@ from typing import Any, Dict, Optional
 
 import torch
 
-from mask2former.config import configurable
+from ...config import configurable
 
 from .. import detection_utils as utils
 from .. import transforms as T
-from mask2former.utils.label_checks import check_label_size
-from mask2former.utils.panoptic_utils import rgb2id
+from ...utils.label_checks import check_label_size
+from ...utils.panoptic_utils import rgb2id
 from ._common import image_to_tensor, masks_to_instances, pad_to_size_divisibility
 from .mask_former_semantic_dataset_mapper import MaskFormerSemanticDatasetMapper
 

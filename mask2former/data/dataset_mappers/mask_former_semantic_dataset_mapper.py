@@ -8,7 +8,7 @@ from typing import Any, Dict, List, Optional, Union
 import numpy as np
 import torch
 
-from mask2former.config import configurable
+from ...config import configurable
 
 from .. import detection_utils as utils
 from .. import transforms as T

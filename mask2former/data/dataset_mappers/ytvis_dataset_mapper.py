@@ -9,8 +9,8 @@ from typing import Any, Dict, List, Sequence, Union
 import numpy as np
 import torch
 
-from mask2former.config import configurable
-from mask2former.structures import BitMasks, Instances
+from ...config import configurable
+from ...structures import BitMasks, Instances
 
 from .. import detection_utils as utils
 from .. import transforms as T

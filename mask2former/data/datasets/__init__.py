@@ -17,7 +17,6 @@ from .builtin import (
     register_all_mapillary_vistas,
     register_all_mapillary_vistas_panoptic,
     register_all_shapes,
-    register_panoptic_with_sem_seg,
 )
 from .cityscapes import load_cityscapes_instances, load_cityscapes_panoptic, load_cityscapes_semantic
 from .coco import load_coco_json, load_sem_seg, register_coco_instances, register_sem_seg
@@ -25,6 +24,7 @@ from .coco_panoptic import (
     load_coco_panoptic_json,
     register_coco_panoptic,
     register_coco_panoptic_annos_sem_seg,
+    register_panoptic_with_sem_seg,
 )
 from .shapes import ensure_shapes_dataset, generate_shapes_dataset, get_shapes_metadata
 from .shapes_video import ensure_shapes_video_dataset, generate_shapes_video_dataset, get_shapes_video_metadata

@@ -4,16 +4,14 @@ and metadata of detectron2 + Mask2Former. Nothing is read from disk until a data
 from __future__ import annotations
 
 import os
-from typing import Any, Dict, Optional
-
 from ...utils.catalog import DatasetCatalog, MetadataCatalog
 from . import meta as M
 from .cityscapes import register_all_cityscapes, register_all_cityscapes_panoptic
 from .coco import load_sem_seg, register_coco_instances
 from .coco_panoptic import (
-    load_coco_panoptic_json,
     register_coco_panoptic,
     register_coco_panoptic_annos_sem_seg,
+    register_panoptic_with_sem_seg,
 )
 from .shapes import register_all_shapes
 from .shapes_video import register_all_shapes_video
@@ -33,7 +31,6 @@ __all__ = [
     "register_all_mapillary_vistas",
     "register_all_mapillary_vistas_panoptic",
     "register_all_shapes",
-    "register_panoptic_with_sem_seg",
 ]
 
 _PREDEFINED_SPLITS_COCO = {
@@ -96,35 +93,6 @@ def register_all_coco_panoptic_annos_sem_seg(root: str) -> None:
             _join(root, semantic_root),
             instances_meta.json_file,
         )
-
-
-def register_panoptic_with_sem_seg(
-    name: str,
-    metadata: Dict[str, Any],
-    image_root: str,
-    panoptic_root: str,
-    semantic_root: str,
-    panoptic_json: str,
-    instances_json: Optional[str] = None,
-    evaluator_type: str = "coco_panoptic_seg",
-    ignore_label: int = 255,
-) -> None:
-    """Register a COCO-format panoptic dataset whose dicts also carry ``sem_seg_file_name``
-    (the layout of Mask2Former's ADE20K and Mapillary Vistas panoptic registrations)."""
-    DatasetCatalog.register(
-        name,
-        lambda: load_coco_panoptic_json(panoptic_json, image_root, panoptic_root, metadata, semantic_root),
-    )
-    MetadataCatalog.get(name).set(
-        panoptic_root=panoptic_root,
-        image_root=image_root,
-        panoptic_json=panoptic_json,
-        json_file=instances_json,
-        evaluator_type=evaluator_type,
-        ignore_label=ignore_label,
-        label_divisor=1000,
-        **metadata,
-    )
 
 
 def register_all_ade20k(root: str) -> None:

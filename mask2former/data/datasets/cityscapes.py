@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from mask2former.structures import BoxMode
+from ...structures import BoxMode
 
 from ...utils.catalog import DatasetCatalog, MetadataCatalog
 from .meta import cityscapes_categories

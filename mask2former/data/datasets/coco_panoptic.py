@@ -11,6 +11,7 @@ __all__ = [
     "load_coco_panoptic_json",
     "register_coco_panoptic",
     "register_coco_panoptic_annos_sem_seg",
+    "register_panoptic_with_sem_seg",
 ]
 
 
@@ -109,6 +110,37 @@ def register_coco_panoptic(
     )
 
 
+def register_panoptic_with_sem_seg(
+    name: str,
+    metadata: Dict[str, Any],
+    image_root: str,
+    panoptic_root: str,
+    semantic_root: str,
+    panoptic_json: str,
+    instances_json: Optional[str] = None,
+    evaluator_type: str = "coco_panoptic_seg",
+    ignore_label: int = 255,
+) -> None:
+    """Register ``name``: COCO-format panoptic annotations whose dicts also carry
+    ``sem_seg_file_name`` (PNGs under ``semantic_root``). The one "panoptic + semantic"
+    registration: Mask2Former's ADE20K / Mapillary Vistas panoptic splits use it directly,
+    :func:`register_coco_panoptic_annos_sem_seg` for COCO."""
+    DatasetCatalog.register(
+        name,
+        lambda: load_coco_panoptic_json(panoptic_json, image_root, panoptic_root, metadata, semantic_root),
+    )
+    MetadataCatalog.get(name).set(
+        panoptic_root=panoptic_root,
+        image_root=image_root,
+        panoptic_json=panoptic_json,
+        json_file=instances_json,
+        evaluator_type=evaluator_type,
+        ignore_label=ignore_label,
+        label_divisor=1000,
+        **metadata,
+    )
+
+
 def register_coco_panoptic_annos_sem_seg(
     name: str,
     metadata: Dict[str, Any],
@@ -120,8 +152,9 @@ def register_coco_panoptic_annos_sem_seg(
     evaluator_type: str = "coco_panoptic_seg",
 ) -> None:
     """Register ``<name>_with_sem_seg``: panoptic annotations plus semantic PNGs (Mask2Former's
-    COCO panoptic training set). Also resets ``thing_classes`` / ``thing_colors`` of ``name`` to
-    the thing-only lists of ``metadata``, as Mask2Former does."""
+    COCO panoptic training set; :func:`register_panoptic_with_sem_seg` plus ``sem_seg_root``).
+    Also resets ``thing_classes`` / ``thing_colors`` of ``name`` to the thing-only lists of
+    ``metadata``, as Mask2Former does."""
     panoptic_meta = MetadataCatalog.get(name)
     for key in ("thing_classes", "thing_colors"):
         if key in panoptic_meta.as_dict():
@@ -129,18 +162,6 @@ def register_coco_panoptic_annos_sem_seg(
     panoptic_meta.set(thing_classes=metadata["thing_classes"], thing_colors=metadata["thing_colors"])
 
     semantic_name = name + "_with_sem_seg"
-    DatasetCatalog.register(
-        semantic_name,
-        lambda: load_coco_panoptic_json(panoptic_json, image_root, panoptic_root, metadata, sem_seg_root),
-    )
-    MetadataCatalog.get(semantic_name).set(
-        sem_seg_root=sem_seg_root,
-        panoptic_root=panoptic_root,
-        image_root=image_root,
-        panoptic_json=panoptic_json,
-        json_file=instances_json,
-        evaluator_type=evaluator_type,
-        ignore_label=255,
-        label_divisor=1000,
-        **metadata,
-    )
+    register_panoptic_with_sem_seg(semantic_name, metadata, image_root, panoptic_root, sem_seg_root,
+                                   panoptic_json, instances_json, evaluator_type)
+    MetadataCatalog.get(semantic_name).set(sem_seg_root=sem_seg_root)

@@ -29,7 +29,7 @@ import pycocotools.mask as mask_util
 from PIL import Image
 
 from ...utils.catalog import DatasetCatalog, MetadataCatalog
-from mask2former.utils.panoptic_utils import id2rgb
+from ...utils.panoptic_utils import id2rgb
 from .coco import load_coco_json, load_sem_seg
 from .coco_panoptic import load_coco_panoptic_json
 

@@ -21,7 +21,7 @@ from typing import Any, Dict, List, Optional, Sequence
 import numpy as np
 import pycocotools.mask as mask_util
 
-from mask2former.structures import BoxMode
+from ...structures import BoxMode
 
 from ...utils.catalog import DatasetCatalog, MetadataCatalog
 from .meta.ytvis import ytvis_meta

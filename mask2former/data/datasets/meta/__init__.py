@@ -1,14 +1,18 @@
 """Built-in category tables (names, dataset ids, colours) of the standard datasets, and the
 metadata dicts derived from them exactly as detectron2 / Mask2Former derive theirs.
 
-Each table module holds one ``TABLE`` string, one category per line, fields separated by ``|``.
+Each table module holds one ``TABLE`` string, one category per line, fields separated by ``|``;
+the 847-class ADE20K-full table is a data file, ``ade20k_full.json`` (``[{"id", "name"}, ...]``
+in contiguous-id order), shipped as package data.
 """
 from __future__ import annotations
 
 import functools
+import json
+from importlib import resources
 from typing import Any, Dict, List
 
-from . import ade20k_150, ade20k_full, ade20k_instance, cityscapes, coco_panoptic, coco_stuff, mapillary_vistas
+from . import ade20k_150, ade20k_instance, cityscapes, coco_panoptic, coco_stuff, mapillary_vistas
 
 __all__ = [
     "ade20k_150_categories",
@@ -135,10 +139,10 @@ def ade20k_instance_meta() -> Dict[str, Any]:
 
 def ade20k_full_meta() -> Dict[str, Any]:
     """ADE20K-full 847 classes with dataset id -> contiguous id."""
-    rows = _rows(ade20k_full.TABLE)
+    rows = json.loads(resources.files(__package__).joinpath("ade20k_full.json").read_text(encoding="utf-8"))
     return {
-        "stuff_dataset_id_to_contiguous_id": {int(i): idx for idx, (i, _) in enumerate(rows)},
-        "stuff_classes": [n for _, n in rows],
+        "stuff_dataset_id_to_contiguous_id": {int(r["id"]): idx for idx, r in enumerate(rows)},
+        "stuff_classes": [r["name"] for r in rows],
     }
 
 
