@@ -9,33 +9,20 @@ The names are kept as they are; the checkpointer matches them to ``backbone.*`` 
 """
 from __future__ import annotations
 
-import argparse
 import os
-import pickle
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from mask2former.checkpoint.conversions import convert_official_swin_checkpoint, read_weights_file  # noqa: E402
+from mask2former.checkpoint.conversions import convert_official_swin_checkpoint  # noqa: E402
+from mask2former.checkpoint.convert_cli import run_converter  # noqa: E402
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("input", help="official Swin checkpoint (.pth holding {'model': state_dict})")
-    parser.add_argument("output", help="output .pkl in detectron2 model-zoo format")
-    args = parser.parse_args(argv)
-
-    try:
-        checkpoint = read_weights_file(args.input)
-    except ValueError as err:
-        parser.error(str(err))
-    try:
-        converted = convert_official_swin_checkpoint(checkpoint)
-    except ValueError as err:
-        parser.error(f"{args.input}: {err}")
-    with open(args.output, "wb") as f:
-        pickle.dump(converted, f)
-    print(f"Wrote {len(converted['model'])} tensors to {args.output}")
-    return 0
+    return run_converter(
+        argv, description=__doc__.splitlines()[0],
+        input_help="official Swin checkpoint (.pth holding {'model': state_dict})",
+        convert=lambda checkpoint, args: convert_official_swin_checkpoint(checkpoint),
+    )
 
 
 if __name__ == "__main__":

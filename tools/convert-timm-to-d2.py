@@ -16,35 +16,26 @@ ResNet weights from timm expect RGB input, ImageNet mean/std and the stride in t
 """
 from __future__ import annotations
 
-import argparse
 import os
-import pickle
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from mask2former.checkpoint.conversions import convert_timm_state_dict, read_weights_file  # noqa: E402
+from mask2former.checkpoint.conversions import convert_timm_state_dict  # noqa: E402
+from mask2former.checkpoint.convert_cli import run_converter  # noqa: E402
+
+
+def _add_arguments(parser) -> None:
+    parser.add_argument("--arch", choices=["resnet", "swin"], default=None,
+                        help="architecture of the weights (default: detected from the keys)")
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("input", help="timm state_dict (.pth / .pt / .bin / .safetensors)")
-    parser.add_argument("output", help="output .pkl in detectron2 model-zoo format")
-    parser.add_argument("--arch", choices=["resnet", "swin"], default=None,
-                        help="architecture of the weights (default: detected from the keys)")
-    args = parser.parse_args(argv)
-
-    try:
-        state_dict = read_weights_file(args.input)
-    except ValueError as err:
-        parser.error(str(err))
-    try:
-        converted = convert_timm_state_dict(state_dict, args.arch)
-    except ValueError as err:
-        parser.error(f"{args.input}: {err}")
-    with open(args.output, "wb") as f:
-        pickle.dump(converted, f)
-    print(f"Wrote {len(converted['model'])} tensors to {args.output}")
-    return 0
+    return run_converter(
+        argv, description=__doc__.splitlines()[0],
+        input_help="timm state_dict (.pth / .pt / .bin / .safetensors)",
+        convert=lambda state_dict, args: convert_timm_state_dict(state_dict, args.arch),
+        add_arguments=_add_arguments,
+    )
 
 
 if __name__ == "__main__":

@@ -15,39 +15,27 @@ the stride in the 3x3 conv):
 """
 from __future__ import annotations
 
-import argparse
 import os
-import pickle
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from mask2former.checkpoint.conversions import read_weights_file, to_d2_checkpoint  # noqa: E402
+from mask2former.checkpoint.conversions import to_d2_checkpoint  # noqa: E402
+from mask2former.checkpoint.convert_cli import run_converter  # noqa: E402
 from mask2former.checkpoint.torchvision_conversion import (  # noqa: E402
     convert_torchvision_resnet_state_dict,
 )
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("input", help="torchvision ResNet state_dict (.pth)")
-    parser.add_argument("output", help="output .pkl in detectron2 model-zoo format")
-    args = parser.parse_args(argv)
-
-    try:
-        state_dict = read_weights_file(args.input)
-    except ValueError as err:
-        parser.error(str(err))
-    try:
-        converted = convert_torchvision_resnet_state_dict(state_dict)
-    except ValueError as err:
-        parser.error(f"{args.input}: {err}")
+def _convert(state_dict, args):
+    converted = convert_torchvision_resnet_state_dict(state_dict)
     for old, new in zip(state_dict, converted):
         print(old, "->", new)
-    checkpoint = to_d2_checkpoint(converted, author="torchvision")
-    with open(args.output, "wb") as f:
-        pickle.dump(checkpoint, f)
-    print(f"Wrote {len(checkpoint['model'])} tensors to {args.output}")
-    return 0
+    return to_d2_checkpoint(converted, author="torchvision")
+
+
+def main(argv=None) -> int:
+    return run_converter(argv, description=__doc__.splitlines()[0],
+                         input_help="torchvision ResNet state_dict (.pth)", convert=_convert)
 
 
 if __name__ == "__main__":
