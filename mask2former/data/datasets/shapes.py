@@ -19,8 +19,11 @@ from __future__ import annotations
 
 import json
 import os
+import logging
 import shutil
+import socket
 import tempfile
+import time
 from typing import Any, Dict, List, Optional, Tuple
 
 import cv2
@@ -250,13 +253,14 @@ def ensure_generated(root: str, dirname: str, version: str, generate: Any, **gen
     into a private folder and renames it into place."""
     target = os.path.join(root, dirname)
     version_file = os.path.join(target, "VERSION")
+    remove_stale_tmp_dirs(root, dirname)  # of a generation interrupted earlier
     if os.path.isfile(version_file):
         with open(version_file) as f:
             if f.read().strip() == version:
                 return target
-        _retire_outdated(root, target)
+        _retire_outdated(root, target, dirname)
     os.makedirs(root, exist_ok=True)
-    tmp_parent = tempfile.mkdtemp(prefix=f".{dirname}-tmp-", dir=root)
+    tmp_parent = _owned_tmp_dir(root, dirname)
     tmp = os.path.join(tmp_parent, dirname)
     try:
         generate(tmp, **generate_kwargs)
@@ -270,9 +274,63 @@ def ensure_generated(root: str, dirname: str, version: str, generate: Any, **gen
     return target
 
 
-def _retire_outdated(root: str, target: str) -> None:
+_OWNER_FILE = "OWNER"  # "<host> <pid>" of the process that created a temp folder
+_UNOWNED_STALE_S = 3600  # a temp folder without an owner file (interrupted at its creation)
+
+
+def _owned_tmp_dir(root: str, dirname: str) -> str:
+    """A private ``.<dirname>-tmp-*`` folder in ``root``, marked with this process as its owner."""
+    path = tempfile.mkdtemp(prefix=f".{dirname}-tmp-", dir=root)
+    with open(os.path.join(path, _OWNER_FILE), "w") as f:
+        f.write(f"{socket.gethostname()} {os.getpid()}\n")
+    return path
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, ValueError):
+        return True  # exists but is not ours, or not a pid: keep the folder
+    return True
+
+
+def _is_stale(path: str) -> bool:
+    """Its owner process (on this host) is gone; or it has no owner and is older than an hour."""
+    try:
+        with open(os.path.join(path, _OWNER_FILE)) as f:
+            host, pid = f.read().split()
+        if host == socket.gethostname():
+            return not _process_alive(int(pid))
+    except (OSError, ValueError):
+        pass
+    try:
+        return time.time() - os.path.getmtime(path) > _UNOWNED_STALE_S
+    except OSError:
+        return False
+
+
+def remove_stale_tmp_dirs(root: str, dirname: str = "shapes") -> List[str]:
+    """Delete the ``.<dirname>-tmp-*`` folders an interrupted generation left in ``root`` (their
+    process is gone); those of a generation still running are kept. Returns the deleted paths."""
+    if not os.path.isdir(root):
+        return []
+    removed = []
+    for name in sorted(os.listdir(root)):
+        path = os.path.join(root, name)
+        if name.startswith(f".{dirname}-tmp-") and os.path.isdir(path) and _is_stale(path):
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    if removed:
+        logging.getLogger(__name__).warning("Removed %d folder(s) of an interrupted %s generation: %s",
+                                            len(removed), dirname, removed)
+    return removed
+
+
+def _retire_outdated(root: str, target: str, dirname: str = "shapes") -> None:
     """Move an older generator version's data out of the way (atomic rename, then delete)."""
-    trash = tempfile.mkdtemp(prefix=".shapes-tmp-", dir=root)
+    trash = _owned_tmp_dir(root, dirname)
     try:
         os.rename(target, os.path.join(trash, "old"))
     except OSError:
