@@ -15,7 +15,7 @@ from typing import Dict
 
 import pytest
 import torch
-from engine_helpers import REPO_ROOT, captured_logs, subprocess_env, train_net_command, tiny_opts
+from engine_helpers import REPO_ROOT, captured_logs, run_train_net, subprocess_env, train_net_command, tiny_opts
 from torch import nn
 
 from mask2former.checkpoint import DetectionCheckpointer
@@ -158,6 +158,19 @@ def test_random_weights_results_are_marked_in_eval_results_json(tmp_path):
     assert json.loads(Path(path).read_text()) == {"sem_seg": {"mIoU": 50.0}}
 
 
+@pytest.mark.slow
+def test_eval_only_without_weights_in_a_trained_run_folder(shapes_root, previous_run):
+    # before: a random model's numbers silently replaced the trained run's eval_results.json
+    before = checksums(previous_run)
+    proc = run_train_net(shapes_root, ["--eval-only", *tiny_opts(previous_run)])
+    assert "MODEL.WEIGHTS is empty: evaluating a RANDOMLY INITIALISED model" in proc.stdout
+    after = checksums(previous_run)
+    assert {name: after[name] for name in before} == before  # results, config, checkpoint, metrics kept
+    random_results = json.loads((previous_run / "eval_results_random_init.json").read_text())
+    assert random_results[RANDOM_INIT_KEY]["MODEL.WEIGHTS"] == ""
+    assert {"sem_seg", "panoptic_seg", "segm"} <= set(random_results)
+
+
 def test_trained_weights_or_resume_are_not_random():
     assert not warn_if_random_init(_cfg(Path("/nonexistent"), "MODEL.WEIGHTS", "m.pth"), resumed=False)
     assert not warn_if_random_init(_cfg(Path("/nonexistent")), resumed=True)
@@ -245,3 +258,11 @@ def test_remove_partial_files_only_touches_atomic_write_temp_files(tmp_path):
     (tmp_path / "model_final.pth").write_bytes(b"x")
     assert remove_partial_files(str(tmp_path)) == [tmp]
     assert sorted(os.listdir(tmp_path)) == ["model_final.pth"]
+
+
+def test_train_net_docstring_names_configs_that_exist():
+    import re
+
+    doc = (REPO_ROOT / "tools" / "train_net.py").read_text().split('"""')[1]
+    configs = re.findall(r"--config-file (configs/\S+\.yaml)", doc)
+    assert configs and all((REPO_ROOT / c).is_file() for c in configs), configs
