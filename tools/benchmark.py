@@ -43,7 +43,7 @@ from torch import nn
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from mask2former.checkpoint import DetectionCheckpointer  # noqa: E402
-from mask2former.config import get_cfg  # noqa: E402
+from mask2former.engine.defaults import setup_cfg as setup_tool_cfg  # noqa: E402
 from mask2former.data import MetadataCatalog  # noqa: E402
 from mask2former.modeling import build_model  # noqa: E402
 from mask2former.utils.memory import keep_freed_cpu_memory  # noqa: E402
@@ -260,9 +260,7 @@ def get_parser() -> argparse.ArgumentParser:
 
 
 def setup_cfg(args: argparse.Namespace):
-    cfg = get_cfg()
-    cfg.merge_from_file(args.config_file)
-    cfg.merge_from_list(args.opts)
+    cfg = setup_tool_cfg(args, freeze=False)
     cfg.MODEL.DEVICE = args.device
     notes = []
     if args.task == "inference" and args.outputs == "all" and cfg.MODEL.META_ARCHITECTURE == "MaskFormer":

@@ -32,7 +32,7 @@ import tqdm
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from mask2former.config import get_cfg  # noqa: E402
+from mask2former.engine.defaults import setup_cfg  # noqa: E402
 from mask2former.data.detection_utils import read_image as read_image_file  # noqa: E402
 from mask2former.engine.visualization_demo import TASKS, VisualizationDemo  # noqa: E402
 from mask2former.utils.logger import setup_logger  # noqa: E402
@@ -62,14 +62,6 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--opts", default=[], nargs=argparse.REMAINDER,
                         help="config overrides as KEY VALUE pairs")
     return parser
-
-
-def setup_cfg(args: argparse.Namespace):
-    cfg = get_cfg()
-    cfg.merge_from_file(args.config_file)
-    cfg.merge_from_list(args.opts)
-    cfg.freeze()
-    return cfg
 
 
 def expand_inputs(patterns: Sequence[str]) -> List[str]:

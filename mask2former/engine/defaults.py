@@ -13,7 +13,20 @@ from ..data.transforms import ResizeShortestEdge
 from ..modeling.build import build_model
 from ..utils.memory import keep_freed_cpu_memory
 
-__all__ = ["DefaultPredictor", "validate_image"]
+__all__ = ["DefaultPredictor", "setup_cfg", "validate_image"]
+
+
+def setup_cfg(args: Any, *, freeze: bool = True) -> CfgNode:
+    """The config of a command-line tool: defaults, then ``args.config_file``, then ``args.opts``
+    (``KEY VALUE`` pairs); frozen unless ``freeze=False`` (for tools that adjust it further)."""
+    from ..config import get_cfg
+
+    cfg = get_cfg()
+    cfg.merge_from_file(args.config_file)
+    cfg.merge_from_list(args.opts)
+    if freeze:
+        cfg.freeze()
+    return cfg
 
 
 class DefaultPredictor:
