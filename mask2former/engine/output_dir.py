@@ -63,13 +63,15 @@ class ResumeConfigError(ValueError):
 
 
 def find_run_files(output_dir: str) -> List[str]:
-    """Files of a previous run in ``output_dir``: checkpoints, ``last_checkpoint``, metrics, results."""
+    """Files of a previous run in ``output_dir``: checkpoints, ``last_checkpoint``, metrics,
+    results, TensorBoard event files."""
     if not output_dir or not os.path.isdir(output_dir):
         return []
     return sorted(
         os.path.join(output_dir, name) for name in os.listdir(output_dir)
         if os.path.isfile(os.path.join(output_dir, name))
-        and (name in _RUN_FILES or (name.endswith(_CHECKPOINT_SUFFIXES) and not name.startswith(".")))
+        and (name in _RUN_FILES or name.startswith("events.out.tfevents.")
+             or (name.endswith(_CHECKPOINT_SUFFIXES) and not name.startswith(".")))
     )
 
 
@@ -112,10 +114,15 @@ def _check_resume_config(cfg: CfgNode, saved_path: str) -> None:
         saved = load_yaml(f, saved_path) or {}
     current = load_yaml(cfg.dump(), "<current config>")
     differences = config_differences(saved, current)
-    unsafe = [d for d in differences if not _is_safe(d[0], SAFE_TO_CHANGE_ON_RESUME)]
-    safe = [d for d in differences if _is_safe(d[0], SAFE_TO_CHANGE_ON_RESUME)]
+    # a key only one side knows comes from another version of the project, not from the user
+    versioned = [d for d in differences if _ABSENT in (d[1], d[2])]
+    unsafe = [d for d in differences if d not in versioned and not _is_safe(d[0], SAFE_TO_CHANGE_ON_RESUME)]
+    safe = [d for d in differences if d not in versioned and _is_safe(d[0], SAFE_TO_CHANGE_ON_RESUME)]
     for key, old, new in safe:
         logger.warning("--resume: %s changed from %r (saved in %s) to %r", key, old, saved_path, new)
+    for key, old, new in versioned:
+        logger.warning("--resume: key %s is %r in %s and %r now (another version of the project's "
+                       "config); check that the run continues as intended", key, old, saved_path, new)
     if unsafe:
         lines = "\n".join(f"  {key}: {old!r} (run) -> {new!r} (now)" for key, old, new in unsafe)
         raise ResumeConfigError(

@@ -80,6 +80,7 @@ def test_train_net_refuses_before_writing_anything(previous_run, tmp_path):
 
 def test_overwrite_deletes_the_previous_run_files(previous_run):
     (previous_run / ".model_0000009.pth.abc.tmp").write_bytes(b"partial")
+    (previous_run / "events.out.tfevents.1700000000.host.1.0").write_bytes(b"tb")
     default_setup(_cfg(previous_run), _args("--overwrite"))
     assert sorted(p.name for p in previous_run.iterdir()) == ["config.yaml", "log.txt"]
 
@@ -117,6 +118,14 @@ def test_resume_may_change_schedule_length_and_evaluation(previous_run):
     changed = {r.getMessage().split(" changed")[0] for r in records}
     assert changed == {"--resume: SOLVER.MAX_ITER", "--resume: TEST.EVAL_PERIOD",
                        "--resume: DATALOADER.NUM_WORKERS", "--resume: MODEL.WEIGHTS"}
+
+
+def test_resume_tolerates_keys_of_another_project_version(previous_run):
+    saved = (previous_run / "config.yaml").read_text()
+    (previous_run / "config.yaml").write_text(saved.replace("VIS_PERIOD: 0\n", "VIS_PERIOD: 0\nOLD_KEY: 3\n"))
+    with captured_logs("mask2former.engine.output_dir") as records:
+        default_setup(_cfg(previous_run), _args("--resume"))
+    assert any("key OLD_KEY is 3" in r.getMessage() for r in records)
 
 
 def test_resume_without_a_checkpoint_starts_fresh(tmp_path):
