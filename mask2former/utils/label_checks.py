@@ -52,6 +52,16 @@ def check_label_size(label_hw: Sequence[int], image_hw: Sequence[int], label_fil
             f"{tuple(image_hw)}: a label map must have its image's size.")
 
 
+def _ids_in_range(label: np.ndarray, num_classes: int, ignore_label: int) -> bool:
+    """Fast path (two linear passes, no sort): every id is in [0, num_classes) or the ignore label."""
+    low, high = label.min(), label.max()
+    if low >= 0 and high < num_classes:
+        return True
+    if low >= 0 and high == ignore_label:  # only the ignore label can lie above the classes
+        return bool((label[label >= num_classes] == ignore_label).all())
+    return False
+
+
 def check_semantic_label(
     label: np.ndarray,
     *,
@@ -77,7 +87,7 @@ def check_semantic_label(
     label = to_single_channel_label(np.asarray(label), label_file, image_file)
     if image_hw is not None:
         check_label_size(label.shape[:2], image_hw, label_file, image_file)
-    if num_classes is not None:
+    if num_classes is not None and label.size and not _ids_in_range(label, num_classes, ignore_label):
         ids = np.unique(label)
         bad = ids[((ids < 0) | (ids >= num_classes)) & (ids != ignore_label)]
         if bad.size:
