@@ -20,6 +20,13 @@ Video configs (VideoMaskFormer): each batch item is a clip of ``--num-frames`` r
 clip (the official top-10 video inference included); training gets random tracks present in
 every frame.
 
+Yardsticks (issue 11), inference of image configs: the ratio of the whole inference to our own
+backbone in the same run, and a torchvision ``resnet50`` feature forward (random weights, up to
+layer4) on the same images, timed right after every model call (``--no-yardstick`` skips it;
+its weights and activations are then not in the peak RSS either). ``--compare-hf`` also times the
+network forward alone (backbone + sem_seg_head, no pre-/post-processing) against transformers'
+``Mask2FormerForUniversalSegmentation`` built from the same config (random weights), alternately.
+
 Weights: random, or MODEL.WEIGHTS when it can be read locally (speed does not depend on them,
 except for the number of segments post-processing keeps).
 Peak memory: CUDA ``max_memory_allocated``; CPU peak resident set size of the process.
@@ -171,8 +178,15 @@ def _mib(num_bytes: float) -> str:
 
 # ---------------------------------------------------------------------- benchmarks
 def benchmark_inference(model: nn.Module, batch: List[Dict[str, Any]], num_iter: int, warmup: int,
-                        autocast: Any, sync: Callable[[], None]) -> Tuple[List[float], Dict[str, List[float]]]:
-    """Per-call seconds and per-stage seconds of ``num_iter`` timed calls."""
+                        autocast: Any, sync: Callable[[], None],
+                        yardsticks: Optional[Dict[str, Callable[[], Any]]] = None,
+                        ) -> Tuple[List[float], Dict[str, List[float]]]:
+    """Per-call seconds and per-stage seconds of ``num_iter`` timed calls.
+
+    ``yardsticks`` (name -> no-argument callable) are timed right after every model call, so
+    that load on a shared machine affects both alike; their seconds join the stage dict
+    under their names.
+    """
     model.eval()
     timer = StageTimer(model, sync)
     totals, stages = [], {}
@@ -189,9 +203,53 @@ def benchmark_inference(model: nn.Module, batch: List[Dict[str, Any]], num_iter:
                     totals.append(elapsed)
                     for name, seconds in timer.stages().items():
                         stages.setdefault(name, []).append(seconds)
+                for name, fn in (yardsticks or {}).items():
+                    sync()
+                    start = time.perf_counter()
+                    fn()
+                    sync()
+                    if i >= warmup:
+                        stages.setdefault(name, []).append(time.perf_counter() - start)
     finally:
         timer.remove()
     return totals, stages
+
+
+RESNET50_YARDSTICK = "torchvision resnet50 features (yardstick)"
+
+
+def resnet50_yardstick(batch: List[Dict[str, Any]], device: str) -> Callable[[], Any]:
+    """A forward of torchvision's ``resnet50`` (random weights, up to ``layer4``; no pooling or
+    classifier) on the batch's images: the same convolutions as our R50 backbone, written by
+    someone else, as a second machine-independent yardstick."""
+    from torchvision.models import resnet50
+
+    net = nn.Sequential(*list(resnet50(weights=None).children())[:-2]).to(device).eval()
+    images = torch.stack([item["image"] if torch.is_tensor(item["image"]) else item["image"][0]
+                          for item in batch]).float()  # (B, 3, H, W)
+
+    def forward() -> Any:
+        with torch.no_grad():
+            return net(images)  # (B, 2048, H/32, W/32)
+    return forward
+
+
+def yardstick_lines(totals: List[float], parts: Dict[str, List[float]]) -> List[str]:
+    """The issue's machine-independent ratios from one run's medians."""
+    total = statistics.median(totals)
+    lines = []
+    if "backbone" in parts:
+        backbone = statistics.median(parts["backbone"])
+        lines.append(f"Yardstick: whole inference / our backbone = {total / backbone:.2f} "
+                     f"(medians {total:.3f} / {backbone:.3f} s; issue 11 asks <= 3.5, the official code ~7)")
+    if RESNET50_YARDSTICK in parts:
+        ref = statistics.median(parts[RESNET50_YARDSTICK])
+        lines.append(f"Yardstick: whole inference / torchvision resnet50 features = {total / ref:.2f} "
+                     f"(medians {total:.3f} / {ref:.3f} s)")
+        if "backbone" in parts:
+            lines.append(f"Yardstick: our backbone / torchvision resnet50 features = "
+                         f"{statistics.median(parts['backbone']) / ref:.2f}")
+    return lines
 
 
 def benchmark_train(model: nn.Module, optimizer: torch.optim.Optimizer, batch: List[Dict[str, Any]],
@@ -225,6 +283,68 @@ def benchmark_train(model: nn.Module, optimizer: torch.optim.Optimizer, batch: L
     return totals, parts
 
 
+def hf_network_forward(cfg, model: nn.Module, batch: List[Dict[str, Any]],
+                       ) -> Tuple[Callable[[], Any], Callable[[], Any], str, Tuple[int, int]]:
+    """Network forwards (no pre- or post-processing) of our model and of transformers'
+    ``Mask2FormerForUniversalSegmentation`` built with the same architecture (random weights),
+    on the same normalised, padded images; and both parameter counts (ours, transformers')."""
+    try:
+        from transformers import Mask2FormerConfig, Mask2FormerForUniversalSegmentation
+    except ImportError as e:
+        raise SystemExit(f"--compare-hf needs the transformers package: {e}") from None
+    from mask2former.checkpoint.hf_config import hf_config_from_d2
+    from mask2former.modeling.meta_arch.preprocessing import preprocess_images
+
+    try:
+        hf_dict = hf_config_from_d2(cfg)
+    except ValueError as e:
+        raise SystemExit(f"--compare-hf: {e}") from None
+    if hf_dict.get("model_type") != "mask2former":
+        raise SystemExit(f"--compare-hf compares Mask2Former models; {cfg.MODEL.SEM_SEG_HEAD.PIXEL_DECODER_NAME} "
+                         "configs map to transformers' MaskFormer")
+    hf_cfg = Mask2FormerConfig.from_dict({k: v for k, v in hf_dict.items() if k != "architectures"})
+    torch.manual_seed(0)
+    hf_model = Mask2FormerForUniversalSegmentation(hf_cfg).to(model.device).eval()
+    images = preprocess_images(batch, model.pixel_mean, model.pixel_std, model.size_divisibility,
+                               getattr(model.backbone, "padding_constraints", None)).tensor  # (B, 3, Hp, Wp)
+
+    def ours() -> Any:
+        with torch.no_grad():
+            return model.sem_seg_head(model.backbone(images))
+
+    def theirs() -> Any:
+        with torch.no_grad():
+            return hf_model(pixel_values=images)
+
+    import transformers
+    counts = (sum(p.numel() for p in model.parameters()), sum(p.numel() for p in hf_model.parameters()))
+    return ours, theirs, f"transformers {transformers.__version__}", counts
+
+
+def compare_hf(cfg, model: nn.Module, batch: List[Dict[str, Any]], num_iter: int, warmup: int,
+               autocast: Any, sync: Callable[[], None]) -> List[str]:
+    """Median seconds of both network forwards, timed alternately (each iteration runs both)."""
+    model.eval()
+    ours, theirs, version, (n_ours, n_hf) = hf_network_forward(cfg, model, batch)
+    times: Dict[str, List[float]] = {"ours": [], "hf": []}
+    for i in range(warmup + num_iter):
+        for name, fn in (("ours", ours), ("hf", theirs)):
+            sync()
+            start = time.perf_counter()
+            with autocast:
+                fn()
+            sync()
+            if i >= warmup:
+                times[name].append(time.perf_counter() - start)
+    a, b = statistics.median(times["ours"]), statistics.median(times["hf"])
+    rows = [["this project (backbone + sem_seg_head)", f"{a:.3f}", f"{min(times['ours']):.3f}"],
+            [f"{version} Mask2FormerForUniversalSegmentation", f"{b:.3f}", f"{min(times['hf']):.3f}"]]
+    table = tabulate(rows, headers=["network forward, random weights", "median s", "min s"],
+                     tablefmt="pipe", disable_numparse=True, colalign=("left", "right", "right"))
+    return [table, f"Parameters: this project {n_ours:,}, transformers {n_hf:,}",
+            f"Speed-up over transformers (medians): {b / a:.2f}x"]
+
+
 # ---------------------------------------------------------------------- set-up
 def parse_size(text: str) -> Tuple[int, int]:
     try:
@@ -254,6 +374,12 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--outputs", choices=["all", "config"], default="all",
                         help="inference results: semantic+instance+panoptic (all, where the "
                         "dataset metadata allows panoptic) or the config's")
+    parser.add_argument("--no-yardstick", action="store_true",
+                        help="inference: do not time torchvision's resnet50 next to the model")
+    parser.add_argument("--compare-hf", action="store_true",
+                        help="inference: also time the network forward (no pre-/post-processing) "
+                        "against transformers' Mask2FormerForUniversalSegmentation of the same "
+                        "architecture, random weights, alternately in the same run")
     parser.add_argument("--opts", default=[], nargs=argparse.REMAINDER,
                         help="config overrides as KEY VALUE pairs")
     return parser
@@ -333,8 +459,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if cuda:
         torch.cuda.reset_peak_memory_stats()
     rss_before = _rss_bytes()
+    if args.compare_hf and (args.task != "inference" or video):
+        parser.error("--compare-hf times image inference: use it with --task inference and an image config")
     if args.task == "inference":
-        totals, parts = benchmark_inference(model, batch, num_iter, args.warmup, autocast, sync)
+        yardsticks = {} if (video or args.no_yardstick) else {
+            RESNET50_YARDSTICK: resnet50_yardstick(batch, args.device)}
+        totals, parts = benchmark_inference(model, batch, num_iter, args.warmup, autocast, sync, yardsticks)
         per, unit = args.batch_size, ("s/clip" if video else "s/image")
     else:
         optimizer = build_optimizer(cfg, model)
@@ -348,6 +478,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     else:
         peak = _peak_rss_bytes()
         memory = f"{_mib(peak)} (peak RSS of the process" + (
+            ", torchvision yardstick included" if args.task == "inference" and not video
+            and not args.no_yardstick else "") + (
             f"; +{_mib(max(peak - rss_before, 0))} over the RSS before the first iteration)"
             if rss_before is not None else ")")
     device_name = torch.cuda.get_device_name() if cuda else \
@@ -355,8 +487,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     total = statistics.median(totals) / per
     rows = [[name, f"{statistics.median(v) / per:.3f}", f"{min(v) / per:.3f}",
-             f"{100 * statistics.median(v) / per / total:.0f}%"] for name, v in parts.items()]
+             f"{100 * statistics.median(v) / per / total:.0f}%"] for name, v in parts.items()
+            if name != RESNET50_YARDSTICK]
     rows.append(["total", f"{total:.3f}", f"{min(totals) / per:.3f}", "100%"])
+    if RESNET50_YARDSTICK in parts:
+        v = parts[RESNET50_YARDSTICK]
+        rows.append([RESNET50_YARDSTICK, f"{statistics.median(v) / per:.3f}", f"{min(v) / per:.3f}", "-"])
     clip_note = f" (clips of {len(batch[0]['image'])} frames)" if video else ""
     print(f"Config: {args.config_file}")
     print(f"Task: {args.task}; device: {device_name}; torch {torch.__version__}, "
@@ -374,6 +510,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
           f"(max total {max(totals) / per:.3f} {unit}; on a shared machine the minima are the "
           f"steadier figures).")
     print(f"Peak memory: {memory}")
+    if args.task == "inference" and not video:
+        for line in yardstick_lines(totals, parts):
+            print(line)
+    if args.compare_hf:
+        for line in compare_hf(cfg, model, batch, num_iter, args.warmup, autocast, sync):
+            print(line)
     return 0
 
 

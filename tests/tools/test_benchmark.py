@@ -73,3 +73,34 @@ def test_outputs_follow_the_metadata_and_errors_are_named(capsys):
         with pytest.raises(SystemExit):
             benchmark.main(["--config-file", str(SHAPES), "--device", "cuda"])
         assert "CUDA is not available" in capsys.readouterr().err
+
+
+def test_yardsticks_are_the_ratios_of_the_printed_medians(capsys):
+    assert benchmark.main(["--config-file", str(SHAPES), "--input-size", "64x96", "--num-iter", "2",
+                           "--warmup", "0", "--threads", "1"]) == 0
+    out = capsys.readouterr().out
+    total = float(re.search(r"^\| total\s+\|\s+([\d.]+) \|", out, re.M).group(1))
+    backbone = float(re.search(r"^\| backbone\s+\|\s+([\d.]+) \|", out, re.M).group(1))
+    resnet = float(re.search(r"^\| torchvision resnet50 features \(yardstick\)\s+\|\s+([\d.]+) \|", out, re.M).group(1))
+    ratio = float(re.search(r"whole inference / our backbone = ([\d.]+)", out).group(1))
+    ratio_tv = float(re.search(r"whole inference / torchvision resnet50 features = ([\d.]+)", out).group(1))
+    # the printed table rounds to 1 ms, the ratios are computed before rounding
+    assert ratio == pytest.approx(total / backbone, rel=0.02, abs=0.02)
+    assert ratio_tv == pytest.approx(total / resnet, rel=0.02, abs=0.02)
+
+
+def test_compare_hf_builds_the_same_architecture(capsys):
+    pytest.importorskip("transformers")
+    assert benchmark.main(["--config-file", str(SHAPES), "--input-size", "64x64", "--num-iter", "1",
+                           "--warmup", "0", "--threads", "1", "--no-yardstick", "--compare-hf"]) == 0
+    out = capsys.readouterr().out
+    assert "torchvision" not in out
+    n_ours, n_hf = re.search(r"Parameters: this project ([\d,]+), transformers ([\d,]+)", out).groups()
+    assert n_ours == n_hf  # R18 + MSDeformAttn + masked attention: the same parameters, one by one in count
+    ours = float(re.search(r"^\| this project \(backbone \+ sem_seg_head\)\s+\|\s+([\d.]+) \|", out, re.M).group(1))
+    theirs = float(re.search(r"Mask2FormerForUniversalSegmentation\s+\|\s+([\d.]+) \|", out, re.M).group(1))
+    speedup = float(re.search(r"Speed-up over transformers \(medians\): ([\d.]+)x", out).group(1))
+    assert ours > 0 and theirs > 0 and speedup == pytest.approx(theirs / ours, rel=0.05, abs=0.02)
+    with pytest.raises(SystemExit):
+        benchmark.main(["--config-file", str(SHAPES), "--task", "train", "--compare-hf"])
+    assert "--compare-hf times image inference" in capsys.readouterr().err
