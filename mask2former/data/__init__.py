@@ -21,17 +21,21 @@ from .dataset_mappers import (
     MaskFormerInstanceDatasetMapper,
     MaskFormerPanopticDatasetMapper,
     MaskFormerSemanticDatasetMapper,
+    YTVISDatasetMapper,
 )
 from .datasets import (
     load_coco_json,
     load_coco_panoptic_json,
     load_sem_seg,
+    load_ytvis_json,
     register_coco_instances,
     register_coco_panoptic,
     register_coco_panoptic_annos_sem_seg,
     register_sem_seg,
+    register_ytvis_instances,
 )
 from .samplers import InferenceSampler, RepeatFactorTrainingSampler, TrainingSampler
+from .video_build import build_video_test_loader, build_video_train_loader, get_video_dataset_dicts
 
 __all__ = [
     "COCOInstanceNewBaselineDatasetMapper",
@@ -49,17 +53,23 @@ __all__ = [
     "RepeatFactorTrainingSampler",
     "TrainDataLoader",
     "TrainingSampler",
+    "YTVISDatasetMapper",
     "build_batch_data_loader",
     "build_detection_test_loader",
     "build_detection_train_loader",
+    "build_video_test_loader",
+    "build_video_train_loader",
     "get_detection_dataset_dicts",
+    "get_video_dataset_dicts",
     "load_coco_json",
     "load_coco_panoptic_json",
     "load_sem_seg",
+    "load_ytvis_json",
     "register_coco_instances",
     "register_coco_panoptic",
     "register_coco_panoptic_annos_sem_seg",
     "register_sem_seg",
+    "register_ytvis_instances",
     "transforms",
     "trivial_batch_collator",
 ]
