@@ -22,7 +22,7 @@ from mask2former.modeling.backbone.resnet import (
 from mask2former.modeling.backbone.swin import D2SwinTransformer, shifted_window_mask
 from mask2former.modeling.build import BACKBONE_REGISTRY, build_backbone
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[3]
 OUR_BACKBONES = ("build_resnet_backbone", "build_resnet_deeplab_backbone", "D2SwinTransformer")
 TINY_SWIN = dict(embed_dim=32, depths=[1, 1, 2, 1], num_heads=[1, 2, 4, 8], window_size=7,
                  drop_path_rate=0.0)

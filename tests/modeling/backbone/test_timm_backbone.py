@@ -21,7 +21,7 @@ from mask2former.modeling.pixel_decoder.fapn import MSFaPNPixelDecoder  # noqa: 
 from mask2former.modeling.pixel_decoder.fpn import BasePixelDecoder  # noqa: E402
 from mask2former.modeling.pixel_decoder.msdeformattn import MSDeformAttnPixelDecoder  # noqa: E402
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[3]
 IMAGE_HW = (64, 96)
 # name -> (OUT_INDICES, expected channels of res2..res5)
 MODELS = {

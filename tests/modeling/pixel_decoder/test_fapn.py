@@ -19,7 +19,7 @@ from mask2former.modeling.pixel_decoder.fapn import (
     BasePixelFANDecoder, FaPNPixelDecoder, FeatureAlign, FeatureSelectionModule, MSFaPNPixelDecoder,
 )
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[3]
 CONV_DIM, MASK_DIM = 32, 16
 IMAGE_HW = (64, 96)
 DECODERS = [FaPNPixelDecoder, MSFaPNPixelDecoder]

@@ -187,8 +187,23 @@ def test_transformer_encoder_pixel_decoder_keys_match_official(reference_dir):
 
 
 def test_registered_names():
-    for name in ("BasePixelDecoder", "TransformerEncoderPixelDecoder", "MSDeformAttnPixelDecoder"):
-        assert PIXEL_DECODER_REGISTRY.get(name) is not None
+    """Every registered pixel decoder is a ``PixelDecoder`` under its own class name, the
+    built-in ones are there, and an unknown config name is rejected naming the known ones."""
+    import mask2former.modeling  # noqa: F401  (registers every part)
+    from mask2former.modeling.pixel_decoder.base import PixelDecoder
+    from mask2former.modeling.pixel_decoder.fapn import FaPNPixelDecoder, MSFaPNPixelDecoder
+
+    registered = dict(PIXEL_DECODER_REGISTRY)
+    for name, cls in registered.items():
+        assert issubclass(cls, PixelDecoder) and cls.__name__ == name, name
+    for cls in (BasePixelDecoder, TransformerEncoderPixelDecoder, MSDeformAttnPixelDecoder,
+                FaPNPixelDecoder, MSFaPNPixelDecoder):
+        assert registered[cls.__name__] is cls
+    assert issubclass(registered["BasePixelFANDecoder"], FaPNPixelDecoder)
+    cfg = get_cfg()
+    cfg.MODEL.SEM_SEG_HEAD.PIXEL_DECODER_NAME = "NoSuchDecoder"
+    with pytest.raises(KeyError, match="NoSuchDecoder.*MSDeformAttnPixelDecoder"):
+        build_pixel_decoder(cfg, _resnet_shapes())
 
 
 # --------------------------------------------------------------------------- FPN wiring
