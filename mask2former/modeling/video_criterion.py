@@ -13,7 +13,6 @@ from typing import Dict
 
 import torch
 
-from ..config import configurable
 from .criterion import SetCriterion, Targets, _matched_target_masks, _with_aux_weights, dice_loss, sigmoid_ce_loss
 from .matcher import MatchIndices
 from .point_sampling import calculate_uncertainty, get_uncertain_point_coords_with_randomness, point_sample
@@ -29,13 +28,9 @@ class VideoSetCriterion(SetCriterion):
     outputs: ``pred_logits`` (B, Q, K+1), ``pred_masks`` (B, Q, T, h, w).
     """
 
+    # The constructor is SetCriterion's (its @configurable reads this class's from_config);
+    # ``matcher`` should match tracks, e.g. VideoHungarianMatcher.
     target_mask_layout = "(N, T, H, W)"
-
-    @configurable
-    def __init__(self, **kwargs):
-        """Same arguments as :class:`SetCriterion` (``matcher`` should match tracks,
-        e.g. :class:`VideoHungarianMatcher`)."""
-        super().__init__(**kwargs)
 
     @classmethod
     def from_config(cls, cfg) -> Dict:
