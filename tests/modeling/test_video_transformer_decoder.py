@@ -122,3 +122,13 @@ def test_bad_input_is_rejected():
         dec(x[:2], mf)
     with pytest.raises(ValueError, match="SAMPLING_FRAME_NUM"):
         _decoder(num_frames=0)
+
+
+def test_one_training_clip_decodes_as_in_inference():
+    dec = _decoder()
+    x, mf = _features(FRAMES)
+    with torch.no_grad():
+        train_out = dec.train()(x, mf)  # 3 frames = one training clip
+        eval_out = dec.eval()(x, mf)  # all inputs = one video
+    torch.testing.assert_close(train_out["pred_masks"], eval_out["pred_masks"], atol=0, rtol=0)
+    torch.testing.assert_close(train_out["pred_logits"], eval_out["pred_logits"], atol=0, rtol=0)
