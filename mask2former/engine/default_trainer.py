@@ -147,6 +147,8 @@ class DefaultTrainer(TrainerBase):
         hook_list: List[Optional[hooks.HookBase]] = [
             hooks.IterationTimer(),
             hooks.LRScheduler(),
+            hooks.PreciseBN(cfg.TEST.EVAL_PERIOD, self.model, lambda: self.build_train_loader(cfg),
+                            cfg.TEST.PRECISE_BN.NUM_ITER) if cfg.TEST.PRECISE_BN.ENABLED else None,
             hooks.PeriodicCheckpointer(self.checkpointer, cfg.SOLVER.CHECKPOINT_PERIOD, self.max_iter)
             if comm.is_main_process() else None,
             hooks.EvalHook(cfg.TEST.EVAL_PERIOD, self._test_and_remember),

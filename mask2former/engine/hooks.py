@@ -2,10 +2,13 @@
 from __future__ import annotations
 
 import datetime
+import itertools
 import logging
 import time
 from collections import Counter
-from typing import Callable, List, Optional
+from typing import Callable, Iterable, List, Optional
+
+from torch import nn
 
 from ..utils import comm
 from ..utils.events import EventWriter
@@ -13,7 +16,7 @@ from .train_loop import HookBase, _preserved_rng_state
 
 __all__ = [
     "CallbackHook", "IterationTimer", "PeriodicWriter", "PeriodicCheckpointer", "LRScheduler",
-    "EvalHook",
+    "EvalHook", "PreciseBN",
 ]
 
 logger = logging.getLogger(__name__)
@@ -205,6 +208,50 @@ class EvalHook(HookBase):
         if self._eval_after_train and self.trainer.iter + 1 >= self.trainer.max_iter:
             self._do_eval()
         del self._func  # the closure may hold the model and data loaders
+
+
+class PreciseBN(HookBase):
+    """Recompute the running statistics of the model's training-mode BatchNorm layers as exact
+    averages over ``num_iter`` training batches (``TEST.PRECISE_BN``), every ``period``
+    iterations and after the last one -- before evaluation, as detectron2's hook.
+
+    Uses fvcore's ``update_bn_stats``; batches come from ``data_loader_factory()`` (a fresh
+    training loader, built on first use). A model without training-mode BatchNorm (FrozenBN /
+    GroupNorm / SyncBN-free Swin ...) leaves the hook idle, with a log line saying so.
+    """
+
+    def __init__(self, period: int, model: nn.Module, data_loader_factory: Callable[[], Iterable],
+                 num_iter: int):
+        from fvcore.nn.precise_bn import get_bn_modules
+
+        if num_iter <= 0:
+            raise ValueError(f"TEST.PRECISE_BN.NUM_ITER must be positive, got {num_iter}")
+        self._period = period
+        self._model = model
+        self._data_loader_factory = data_loader_factory
+        self._num_iter = num_iter
+        self._data_iter = None
+        self._disabled = not get_bn_modules(model)
+        if self._disabled:
+            logger.info("PreciseBN is disabled: the model has no BatchNorm layer in training mode.")
+
+    def after_step(self):
+        next_iter = self.trainer.iter + 1
+        if next_iter == self.trainer.max_iter or (self._period > 0 and next_iter % self._period == 0):
+            self.update_stats()
+
+    def update_stats(self) -> None:
+        """Run ``num_iter`` batches through the model in training mode, no gradients kept."""
+        from fvcore.nn.precise_bn import update_bn_stats
+
+        if self._disabled:
+            return
+        if self._data_iter is None:
+            self._data_iter = iter(self._data_loader_factory())
+        batches = (next(self._data_iter) for _ in itertools.count())
+        logger.info("Running precise-BN for %d iterations ...", self._num_iter)
+        with _preserved_rng_state():
+            update_bn_stats(self._model, batches, self._num_iter)
 
 
 def _flatten_results(results: dict, prefix: str = "") -> dict:
