@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Dict, Optional
+from typing import Dict
 
 from torch import Tensor, nn
 
@@ -75,7 +75,7 @@ class MaskFormerHead(nn.Module):
             pixel_decoder: a :class:`~..pixel_decoder.base.PixelDecoder`.
             loss_weight, ignore_value: accepted for the official config interface and unused
                 (losses live in the criterion).
-            transformer_predictor: ``predictor(x, mask_features, mask) -> dict``.
+            transformer_predictor: ``predictor(x, mask_features) -> dict``.
             transformer_in_feature: ``"multi_scale_pixel_decoder"``, ``"transformer_encoder"``,
                 ``"pixel_embedding"`` or a backbone feature name: what the predictor reads.
         """
@@ -109,12 +109,12 @@ class MaskFormerHead(nn.Module):
         super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys,
                                       unexpected_keys, error_msgs)
 
-    def forward(self, features: Dict[str, Tensor], mask: Optional[Tensor] = None) -> Dict:
+    def forward(self, features: Dict[str, Tensor]) -> Dict:
         """Backbone features -> the predictor's dict (``pred_logits`` (B, Q, K+1),
         ``pred_masks`` (B, Q, H/4, W/4), ``aux_outputs``)."""
-        return self.layers(features, mask)
+        return self.layers(features)
 
-    def layers(self, features: Dict[str, Tensor], mask: Optional[Tensor] = None) -> Dict:
+    def layers(self, features: Dict[str, Tensor]) -> Dict:
         decoded = self.pixel_decoder.forward_features(features)
         x = predictor_input(self.transformer_in_feature, decoded, features, self.pixel_decoder)
-        return self.predictor(x, decoded.mask_features, mask)
+        return self.predictor(x, decoded.mask_features)

@@ -286,20 +286,17 @@ class MultiScaleMaskedTransformerDecoder(nn.Module):
             src.append(proj + self.level_embed.weight[i][None, None, :])
         return src, pos, sizes
 
-    def forward(self, x: Sequence[Tensor], mask_features: Tensor,
-                mask: Optional[Tensor] = None) -> Dict:
+    def forward(self, x: Sequence[Tensor], mask_features: Tensor) -> Dict:
         """Decode queries against three feature levels.
 
         Args:
             x: 3 maps (B, C_in, H_l, W_l), lowest resolution first.
             mask_features: (B, mask_dim, H, W) per-pixel embeddings (usually stride 4).
-            mask: ignored (the official decoder applies no padding mask).
         Returns:
             ``pred_logits`` (B, Q, K+1), ``pred_masks`` (B, Q, H, W) of the last layer, and
             ``aux_outputs``: the same for the learnable-query prediction and every layer but
             the last.
         """
-        del mask
         if len(x) != self.num_feature_levels:
             raise ValueError(
                 f"{type(self).__name__} expects {self.num_feature_levels} feature levels, got {len(x)}"
