@@ -83,6 +83,7 @@ def load_checkpoint_file(path: str, url_query: str = "") -> Dict[str, Any]:
     for C2 renaming + matching heuristics. ``.pyth``: pycls (``"model_state"``). Others
     (``.pth``, ``.pt``...): ``torch.load``; a bare state dict is put under ``"model"``.
     ``.safetensors``: tensors only, plus a trainer-state sidecar (see :mod:`.safetensors_io`).
+    A directory: a Hugging Face ``save_pretrained`` folder, converted (see :mod:`.hf_checkpoint`).
     ``url_query`` (from ``...pth?matching_heuristics=True``) may turn the heuristics on.
 
     Raises:
@@ -94,6 +95,10 @@ def load_checkpoint_file(path: str, url_query: str = "") -> Dict[str, Any]:
 
 
 def _read_checkpoint_file(path: str, url_query: str) -> Dict[str, Any]:
+    if os.path.isdir(path):  # a Hugging Face save_pretrained folder, converted on the fly
+        from .hf_checkpoint import load_hf_checkpoint
+
+        return load_hf_checkpoint(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"Checkpoint file '{path}' does not exist")
     if path.endswith(".pkl") and not _is_zip(path):

@@ -92,8 +92,14 @@ def resolve_checkpoint_path(path: str) -> str:
         FileNotFoundError: a local path that does not exist, or a URL that is neither cached
             nor downloadable; the message names the URL to fetch and where to put it.
     """
+    if path.startswith("hf://"):  # Hugging Face hub: its own cache (see hf_checkpoint.resolve_hf_uri)
+        from .hf_checkpoint import resolve_hf_uri
+
+        return resolve_hf_uri(path)
     url = to_url(path)
     if url is None:
+        if os.path.isdir(path) and os.path.isfile(os.path.join(path, "config.json")):
+            return path  # a Hugging Face save_pretrained folder
         if not os.path.isfile(path):
             raise FileNotFoundError(f"Checkpoint file {path!r} does not exist")
         return path

@@ -5,8 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import pickle
-import subprocess
-import sys
+import importlib.util
 import types
 from pathlib import Path
 
@@ -221,7 +220,14 @@ def test_config_key_and_bad_format():
         DetectionCheckpointer(nn.Linear(1, 1), save_format="npz")
 
 
-def test_convert_tool_keeps_bits_and_heuristic_flags(tmp_path):
+def _convert_tool():
+    spec = importlib.util.spec_from_file_location("convert_to_safetensors", REPO / "tools/convert-to-safetensors.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.main
+
+
+def test_convert_tool_keeps_bits_and_heuristic_flags(tmp_path, capsys):
     rng = np.random.default_rng(0)
     weights = {"res2.0.conv1.weight": rng.standard_normal((4, 3, 1, 1)).astype(np.float32),
                "stem.conv1.norm.running_mean": rng.standard_normal(4).astype(np.float16),
@@ -230,9 +236,9 @@ def test_convert_tool_keeps_bits_and_heuristic_flags(tmp_path):
     with open(src, "wb") as f:
         pickle.dump({"model": weights, "__author__": "torchvision", "matching_heuristics": True}, f)
     dst = tmp_path / "R-tiny.safetensors"
-    out = subprocess.run([sys.executable, str(REPO / "tools/convert-to-safetensors.py"), str(src), str(dst)],
-                         capture_output=True, text=True, check=True)
-    assert "Wrote 3 tensors" in out.stdout
+    convert = _convert_tool()
+    assert convert([str(src), str(dst)]) == 0
+    assert "Wrote 3 tensors" in capsys.readouterr().out
     loaded = load_checkpoint_file(str(dst))
     assert loaded["__author__"] == "torchvision" and loaded["matching_heuristics"] is True
     for key, value in weights.items():
@@ -242,10 +248,9 @@ def test_convert_tool_keeps_bits_and_heuristic_flags(tmp_path):
 
     # a trainer .pth: weights converted, the rest listed as left out
     torch.save({"model": {"w": torch.ones(2)}, "optimizer": {"state": {}}, "iteration": 5}, tmp_path / "t.pth")
-    out = subprocess.run([sys.executable, str(REPO / "tools/convert-to-safetensors.py"), str(tmp_path / "t.pth"),
-                          str(tmp_path / "t.safetensors")], capture_output=True, text=True, check=True)
-    assert "Left out (not model weights): iteration, optimizer" in out.stdout
+    assert convert([str(tmp_path / "t.pth"), str(tmp_path / "t.safetensors")]) == 0
+    assert "Left out (not model weights): iteration, optimizer" in capsys.readouterr().out
 
-    bad = subprocess.run([sys.executable, str(REPO / "tools/convert-to-safetensors.py"), str(src),
-                          str(tmp_path / "x.bin")], capture_output=True, text=True)
-    assert bad.returncode != 0 and "must end with .safetensors" in bad.stderr
+    with pytest.raises(SystemExit):
+        convert([str(src), str(tmp_path / "x.bin")])
+    assert "must end with .safetensors" in capsys.readouterr().err
