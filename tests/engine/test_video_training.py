@@ -175,3 +175,14 @@ def test_video_trainer_resumes_exactly_in_process(video_cfg, one_thread, tmp_pat
 def test_video_trainer_rejects_image_datasets_for_evaluation(video_cfg):
     with pytest.raises(NotImplementedError, match="evaluator_type='coco_panoptic_seg'"):
         VideoTrainer.build_evaluator(video_cfg(), "shapes_panoptic_val")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA present: launch would use GPUs and NCCL")
+def test_two_processes_train_and_gather_the_evaluation(video_root: Path, tmp_path: Path):
+    out = tmp_path / "output"
+    _run(video_root, ["--num-gpus", "2", "--dist-url", "auto", *_opts(out, "SOLVER.MAX_ITER", 2)])
+    assert load_checkpoint(out / "model_final.pth")["iteration"] == 1
+    predictions = json.loads((out / "inference" / "shapes_video_val" / "results.json").read_text())
+    assert {p["video_id"] for p in predictions} == {1, 2}  # one val video per process, gathered
+    assert "AP" in json.loads((out / "eval_results.json").read_text())["segm"]
