@@ -16,6 +16,9 @@ The evaluation is bounded, so that a config can neither run code nor hang the lo
 * a ``range``, list, tuple or repetition holds at most :data:`MAX_SEQUENCE_LENGTH` elements;
 * the whole evaluation visits at most :data:`MAX_STEPS` expression nodes.
 
+The YAML text itself may nest ``[`` / ``{`` at most :data:`MAX_FLOW_DEPTH` levels (PyYAML's
+scanner takes seconds for 2000 levels, minutes for more).
+
 The official configs need far less (16-element lists of numbers below 10**4).
 """
 from __future__ import annotations
@@ -174,10 +177,36 @@ def _construct_eval(loader: _ConfigLoader, node: yaml.Node) -> Any:
 _ConfigLoader.add_constructor("tag:yaml.org,2002:python/object/apply:eval", _construct_eval)
 
 
+MAX_FLOW_DEPTH = 100  # PyYAML's scanner slows down steeply with nested [ / {: 2000 levels take seconds
+
+
+def _check_flow_depth(text: str, filename: str) -> None:
+    """Refuse ``[`` / ``{`` nested deeper than :data:`MAX_FLOW_DEPTH` (outside quotes), which would
+    make the parser run for minutes; official configs nest 2 levels."""
+    depth, quote = 0, None
+    for char in text:
+        if quote:
+            if char == quote or char == "\n":
+                quote = None
+        elif char in "'\"":
+            quote = char
+        elif char in "[{":
+            depth += 1
+            if depth > MAX_FLOW_DEPTH:
+                raise ValueError(f"Cannot parse config file {filename!r}: '[' / '{{' nested more than "
+                                 f"{MAX_FLOW_DEPTH} levels")
+        elif char in "]}":
+            depth = max(depth - 1, 0)
+
+
 def load_yaml(stream, filename: str = "<string>") -> Any:
     """Parse a config YAML safely; every failure is a ``ValueError`` naming ``filename``."""
     try:
-        return yaml.load(stream, Loader=_ConfigLoader)
+        text = stream if isinstance(stream, (str, bytes)) else stream.read()
+        if isinstance(text, bytes):
+            text = text.decode("utf-8")
+        _check_flow_depth(text, filename)
+        return yaml.load(text, Loader=_ConfigLoader)
     except yaml.YAMLError as err:
         raise ValueError(f"Cannot parse config file {filename!r}: {err}") from None
     except (RecursionError, UnicodeDecodeError) as err:

@@ -75,3 +75,19 @@ def test_every_official_expression_form_stays_within_the_bounds():
     assert safe_eval_expression("[int(x * 0.1 * 1024) for x in range(5, 21)]")[0] == 512
     assert safe_eval_expression("[0] * 16") == [0] * 16
     assert safe_eval_expression("2 ** 10") == 1024
+
+
+def test_deep_flow_nesting_is_refused_at_once(tmp_path):
+    # PyYAML needs ~3 s for 2000 nested '[' and grows steeply: a 20 kB config could stall for hours
+    path = tmp_path / "nested.yaml"
+    path.write_text("INPUT:\n  MIN_SIZE_TRAIN: " + "[" * 20000 + "\n")
+    start = time.perf_counter()
+    with pytest.raises(ValueError, match=r"nested\.yaml.*nested more than 100 levels"):
+        get_cfg().merge_from_file(str(path))
+    assert time.perf_counter() - start < 1.0
+
+
+def test_brackets_inside_quotes_do_not_count():
+    from mask2former.config.yaml_loader import load_yaml
+
+    assert load_yaml('A: "' + "[" * 300 + '"\nB: [[1], {c: 2}]\n') == {"A": "[" * 300, "B": [[1], {"c": 2}]}
