@@ -17,7 +17,7 @@ from PIL import Image
 
 from ..utils.catalog import DatasetCatalog, MetadataCatalog
 from ..utils import comm
-from ..utils.label_checks import check_semantic_label
+from ..utils.label_checks import LabelError, check_semantic_label
 from .evaluator import DatasetEvaluator
 
 __all__ = ["SemSegEvaluator", "load_image_into_numpy_array", "semantic_metrics"]
@@ -26,9 +26,14 @@ logger = logging.getLogger(__name__)
 
 
 def load_image_into_numpy_array(filename: str, dtype: Any = np.int64) -> np.ndarray:
-    """Read a label image (PNG) into an (H, W) array of ``dtype``."""
+    """Read a label image (PNG) into an (H, W) array of ``dtype``; a truncated or corrupt file is a
+    ``LabelError`` naming it."""
     with g_pathmgr.open(filename, "rb") as f:
-        return np.array(Image.open(f), dtype=dtype)
+        try:
+            return np.array(Image.open(f), dtype=dtype)
+        except (OSError, SyntaxError, ValueError) as err:  # PIL: truncated, corrupt, not an image
+            raise LabelError(f"Cannot read label file {filename!r}: it is truncated, corrupt or not an image "
+                             f"({type(err).__name__}: {err})") from err
 
 
 def semantic_metrics(conf_matrix: np.ndarray, class_names: List[str]) -> Dict[str, float]:

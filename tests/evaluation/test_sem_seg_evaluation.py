@@ -161,3 +161,18 @@ def test_results_gathered_across_processes(dataset, tmp_path):
     iou = tp / (gt + pred - tp)
     assert res["mIoU"] == pytest.approx(100 * iou.mean())
     assert res["pACC"] == pytest.approx(100 * tp.sum() / gt.sum())
+
+
+def test_truncated_or_colour_ground_truth_names_the_file(dataset, tmp_path):
+    from mask2former.utils.label_checks import LabelError
+
+    name, gt_file = dataset
+    ev = SemSegEvaluator(name, distributed=False)
+    ev.reset()
+    data = Path(gt_file).read_bytes()
+    (tmp_path / "cut.png").write_bytes(data[: len(data) // 2])
+    with pytest.raises(LabelError, match=r"cut.png': it is truncated, corrupt or not an image"):
+        ev.process([{"file_name": "x", "sem_seg_file_name": str(tmp_path / "cut.png")}], [{"sem_seg": _scores(PRED)}])
+    Image.fromarray(np.stack([GT, GT * 0, GT], axis=2).astype(np.uint8)).save(tmp_path / "colour.png")
+    with pytest.raises(LabelError, match=r"colour.png' \(image 'x'\) is a colour image"):
+        ev.process([{"file_name": "x", "sem_seg_file_name": str(tmp_path / "colour.png")}], [{"sem_seg": _scores(PRED)}])
