@@ -3,7 +3,7 @@
 ``train_net.py``: --config-file, --eval-only, --resume, --num-gpus, --num-machines, ...).
 
 Examples:
-    python tools/train_net_video.py --config-file configs/shapes/video-instance-segmentation/video_maskformer2_R18_bs4_600.yaml
+    python tools/train_net_video.py --config-file configs/shapes/video-instance-segmentation/video_maskformer2_R18_bs4_500.yaml
     python tools/train_net_video.py --config-file configs/youtubevis_2019/video_maskformer2_R50_bs16_8ep.yaml \\
         --eval-only MODEL.WEIGHTS model_final_3c8ec9.pkl      # writes inference/ytvis_2019_val/results.json
 """
