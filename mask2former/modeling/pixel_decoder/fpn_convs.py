@@ -46,6 +46,7 @@ def add_fpn_convs(
     lowest_without_lateral: bool,
     make_lateral: Optional[Callable[[int], nn.Module]] = None,
     make_align: Optional[Callable[[nn.Module], nn.Module]] = None,
+    init_lateral_first: bool = True,
 ) -> Tuple[List[Optional[nn.Module]], List[Optional[nn.Module]], List[Conv2d]]:
     """Register the lateral / (align) / output convs of every level on ``owner``.
 
@@ -60,6 +61,9 @@ def add_fpn_convs(
             itself); default :func:`lateral_conv`.
         make_align: ``shared_norm -> module`` registered as ``align_{i}``; the output conv of
             that level then uses the same norm module (as the FaPN reference code).
+        init_lateral_first: initialise the 1x1 lateral conv before building the level's output
+            conv (official FPN / FaPN decoders), or after it (official MSDeformAttn decoder):
+            only the random-number order of the initialisation differs, kept as official.
     Returns:
         (laterals, aligns, outputs) in top-down order (lowest resolution first); plain lists,
         the modules are registered on ``owner`` above. ``None`` where a level has no such module.
@@ -74,12 +78,12 @@ def add_fpn_convs(
             output = output_conv(in_channels, conv_dim, norm)
         else:
             lateral = make_lateral(in_channels) if make_lateral else lateral_conv(
-                in_channels, conv_dim, norm, fill=False)
+                in_channels, conv_dim, norm, fill=init_lateral_first)
             shared_norm = get_norm(norm, conv_dim)
             if make_align is not None:
                 align = make_align(shared_norm)
             output = output_conv(conv_dim, conv_dim, norm, norm_module=shared_norm, fill=False)
-            if make_lateral is None:
+            if make_lateral is None and not init_lateral_first:
                 c2_xavier_fill(lateral)
             c2_xavier_fill(output)
             owner.add_module(f"adapter_{idx + 1}", lateral)

@@ -232,7 +232,8 @@ class MSDeformAttnPixelDecoder(PixelDecoder):
 
         self.conv_dim = conv_dim
         self.lateral_convs, _, self.output_convs = add_fpn_convs(
-            self, self.feature_channels[:self.num_fpn_levels], conv_dim, norm, lowest_without_lateral=False)
+            self, self.feature_channels[:self.num_fpn_levels], conv_dim, norm, lowest_without_lateral=False,
+            init_lateral_first=False)
 
     @classmethod
     def from_config(cls, cfg, input_shape: Dict[str, ShapeSpec]) -> dict:
