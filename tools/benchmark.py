@@ -218,6 +218,49 @@ def benchmark_inference(model: nn.Module, batch: List[Dict[str, Any]], num_iter:
 RESNET50_YARDSTICK = "torchvision resnet50 features (yardstick)"
 
 
+def exported_runner(cfg, model: nn.Module, batch: List[Dict[str, Any]], backend: str,
+                    threads: int) -> Callable[[], Any]:
+    """A no-argument call running ``batch`` (one image) end to end through an export of ``model``
+    made in a temporary folder: pre-processing, network, post-processing."""
+    import tempfile
+
+    from mask2former.deploy import ONNXPredictor
+    from mask2former.deploy.export import export_model
+    from mask2former.structures import ImageList
+
+    folder = tempfile.mkdtemp(prefix="m2f_benchmark_")
+    size = tuple(batch[0]["image"].shape[-2:])
+    export_model(cfg, model, folder, fmt="onnx" if backend == "onnxruntime" else "torch_export",
+                 input_size=size)
+    if backend == "onnxruntime":
+        predictor = ONNXPredictor(folder, num_threads=threads)
+        inputs = [{"image": x["image"].cpu().numpy(), "height": x["height"], "width": x["width"]} for x in batch]
+        return lambda: predictor.predict_inputs(inputs)
+    program = torch.export.load(os.path.join(folder, "model.pt2")).module()
+
+    def run() -> Any:
+        images = ImageList.from_tensors([(x["image"] - model.pixel_mean) / model.pixel_std for x in batch],
+                                        model.size_divisibility)
+        logits, masks = program(images.tensor)
+        return model.inference(logits, masks, batch, images)
+    return run
+
+
+def benchmark_callable(fn: Callable[[], Any], num_iter: int, warmup: int,
+                       yardsticks: Dict[str, Callable[[], Any]]) -> Tuple[List[float], Dict[str, List[float]]]:
+    """Seconds of ``num_iter`` timed calls of ``fn`` (after ``warmup``), yardsticks after each."""
+    totals: List[float] = []
+    parts: Dict[str, List[float]] = {}
+    with torch.no_grad():
+        for i in range(warmup + num_iter):
+            for name, call in [("total", fn)] + list(yardsticks.items()):
+                start = time.perf_counter()
+                call()
+                if i >= warmup:
+                    (totals if name == "total" else parts.setdefault(name, [])).append(time.perf_counter() - start)
+    return totals, parts
+
+
 def resnet50_yardstick(batch: List[Dict[str, Any]], device: str) -> Callable[[], Any]:
     """A forward of torchvision's ``resnet50`` (random weights, up to ``layer4``; no pooling or
     classifier) on the batch's images: the same convolutions as our R50 backbone, written by
@@ -360,6 +403,10 @@ def get_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config-file", required=True, metavar="FILE", help="path to config file")
     parser.add_argument("--task", choices=["inference", "train"], default="inference")
+    parser.add_argument("--backend", choices=["torch", "onnxruntime", "torch_export"], default="torch",
+                        help="inference: eager PyTorch, or the network exported (at --input-size) and "
+                        "run by onnxruntime (ONNXPredictor, numpy post-processing) or as a "
+                        "torch.export program (torch post-processing); see docs/deployment.md")
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument("--precision", choices=sorted(DTYPES), default="fp32",
                         help="autocast precision (fp32: no autocast)")
@@ -464,7 +511,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.task == "inference":
         yardsticks = {} if (video or args.no_yardstick) else {
             RESNET50_YARDSTICK: resnet50_yardstick(batch, args.device)}
-        totals, parts = benchmark_inference(model, batch, num_iter, args.warmup, autocast, sync, yardsticks)
+        if args.backend == "torch":
+            totals, parts = benchmark_inference(model, batch, num_iter, args.warmup, autocast, sync, yardsticks)
+        else:
+            if video or cuda or args.batch_size != 1 or args.precision != "fp32" or args.compare_hf:
+                parser.error(f"--backend {args.backend} times fp32 CPU image inference, one image per call")
+            model.eval()
+            notes.append(f"backend {args.backend}: whole inference (pre-processing, exported network, "
+                         "post-processing); export time not included")
+            runner = exported_runner(cfg, model, batch, args.backend, torch.get_num_threads())
+            totals, parts = benchmark_callable(runner, num_iter, args.warmup, yardsticks)
         per, unit = args.batch_size, ("s/clip" if video else "s/image")
     else:
         optimizer = build_optimizer(cfg, model)

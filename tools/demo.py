@@ -6,6 +6,7 @@ Examples:
       --input photo1.jpg photo2.jpg --output out/ --opts MODEL.WEIGHTS model_final.pkl
   python tools/demo.py --config-file CFG --input "images/*.jpg" --output out/
   python tools/demo.py --config-file CFG --video-input clip.mp4 --output clip_vis.mp4
+  python tools/demo.py --config-file CFG --onnx export/r50_panoptic --input photo.jpg --output out/
 
 What is drawn follows the model's outputs (panoptic, else instances, else semantic); --task
 forces one. Without --output the results are shown in a window (needs an OpenCV build with
@@ -59,9 +60,42 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--instance-mode", choices=[m.name for m in ColorMode], default="IMAGE",
                         help="instance colouring: IMAGE (random), SEGMENTATION (per class), "
                         "IMAGE_BW (grey background)")
+    parser.add_argument("--onnx", metavar="DIR",
+                        help="predict with an exported folder (tools/export_model.py) on onnxruntime "
+                        "instead of building the model; the config then only names the dataset "
+                        "metadata (class names, colours) to draw with")
     parser.add_argument("--opts", default=[], nargs=argparse.REMAINDER,
                         help="config overrides as KEY VALUE pairs")
     return parser
+
+
+class OnnxDemoPredictor:
+    """``ONNXPredictor`` with its numpy outputs turned into the torch structures the drawing reads."""
+
+    def __init__(self, export_dir: str):
+        from mask2former.deploy import ONNXPredictor
+
+        self.predictor = ONNXPredictor(export_dir)
+
+    def __call__(self, image: np.ndarray):
+        import torch
+
+        from mask2former.structures import Boxes, Instances
+
+        out = dict(self.predictor(image))
+        if "sem_seg" in out:
+            out["sem_seg"] = torch.from_numpy(out["sem_seg"])
+        if "panoptic_seg" in out:
+            out["panoptic_seg"] = (torch.from_numpy(out["panoptic_seg"][0]), out["panoptic_seg"][1])
+        if "instances" in out:
+            found = out["instances"]
+            instances = Instances(found["image_size"])
+            instances.pred_masks = torch.from_numpy(found["pred_masks"])
+            instances.pred_boxes = Boxes(torch.from_numpy(found["pred_boxes"]))
+            instances.scores = torch.from_numpy(found["scores"])
+            instances.pred_classes = torch.from_numpy(found["pred_classes"])
+            out["instances"] = instances
+        return out
 
 
 def expand_inputs(patterns: Sequence[str]) -> List[str]:
@@ -226,8 +260,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     setup_logger(name="mask2former")
     logger.info("Arguments: " + str(args))
     cfg = setup_cfg(args)
+    try:
+        predictor = OnnxDemoPredictor(args.onnx) if args.onnx else None
+    except (FileNotFoundError, ValueError) as err:
+        parser.exit(1, f"demo.py: error: --onnx: {err}\n")
     demo = VisualizationDemo(cfg, instance_mode=ColorMode[args.instance_mode], task=args.task,
-                             confidence_threshold=args.confidence_threshold)
+                             confidence_threshold=args.confidence_threshold, predictor=predictor)
     try:
         if args.input:
             failures = run_images(demo, args)

@@ -97,7 +97,8 @@ class MSDeformAttn(nn.Module):
             reference_points: (N, Lq, L, 2) in [0, 1] ((0, 0) top-left, padding included),
                 or (N, Lq, L, 4) boxes (cx, cy, w, h).
             input_flatten: (N, S, C), the L levels flattened and concatenated.
-            input_spatial_shapes: (L, 2) long (H_l, W_l); input_level_start_index: (L,) long.
+            input_spatial_shapes: (L, 2) long (H_l, W_l), or L Python pairs (for export);
+                input_level_start_index: (L,) long (unused by the pytorch backend).
             input_padding_mask: (N, S) bool, True on padding, or None.
         Returns:
             (N, Lq, C).
@@ -116,7 +117,11 @@ class MSDeformAttn(nn.Module):
 
         if reference_points.shape[-1] == 2:
             # offsets are in pixels of each level: normalise by (W_l, H_l)
-            offset_normalizer = torch.stack([input_spatial_shapes[..., 1], input_spatial_shapes[..., 0]], -1)
+            if isinstance(input_spatial_shapes, Tensor):
+                offset_normalizer = torch.stack([input_spatial_shapes[..., 1], input_spatial_shapes[..., 0]], -1)
+            else:  # Python (H_l, W_l) pairs, as torch.export traces them (possibly symbolic)
+                one = sampling_offsets.new_ones(())
+                offset_normalizer = torch.stack([torch.stack([one * w, one * h]) for h, w in input_spatial_shapes])
             sampling_locations = (reference_points[:, :, None, :, None, :]
                                   + sampling_offsets / offset_normalizer[None, None, None, :, None, :])
         elif reference_points.shape[-1] == 4:

@@ -19,8 +19,9 @@ SpatialShapes = Union[Tensor, Sequence[Sequence[int]]]
 
 def _shapes_as_list(value_spatial_shapes: SpatialShapes) -> List[Tuple[int, int]]:
     if isinstance(value_spatial_shapes, Tensor):
-        value_spatial_shapes = value_spatial_shapes.tolist()
-    return [(int(h), int(w)) for h, w in value_spatial_shapes]
+        return [(int(h), int(w)) for h, w in value_spatial_shapes.tolist()]
+    # Python sizes stay as given: int() would pin torch.export's symbolic sizes to constants
+    return [(h, w) for h, w in value_spatial_shapes]
 
 
 def ms_deform_attn_core_pytorch(
@@ -37,6 +38,10 @@ def ms_deform_attn_core_pytorch(
     P samples are weighted and summed, then levels are added, which matches the official
     single sum over L*P to float rounding (~1e-7) while skipping a (N*M, D, Lq, L*P) stack.
     ``value_level_start_index`` and ``im2col_step`` are unused (CUDA-kernel arguments).
+
+    Export-friendly: the loop runs over the L levels (a fixed count), each level's size
+    is a Python (or torch.export symbolic) int, every op is ``grid_sample`` (ONNX opset >= 16)
+    or plain tensor arithmetic; give ``value_spatial_shapes`` as Python pairs when tracing.
     """
     N, S, M, D = value.shape
     _, Lq, _, L, P, _ = sampling_locations.shape

@@ -165,8 +165,7 @@ class SwinTransformerBlock(nn.Module):
         x = window_reverse(windows.view(-1, ws, ws, C), ws, Hp, Wp)  # (B, Hp, Wp, C)
         if self.shift_size > 0:
             x = torch.roll(x, shifts=(self.shift_size, self.shift_size), dims=(1, 2))
-        if pad_r > 0 or pad_b > 0:
-            x = x[:, :H, :W, :]
+        x = x[:, :H, :W, :]  # drop the padding (unconditional: no branch on sizes when exporting)
         x = shortcut + self.drop_path(x.reshape(B, H * W, C))
         return x + self.drop_path(self.mlp(self.norm2(x)))
 

@@ -81,9 +81,11 @@ class MSDeformAttnTransformerEncoder(nn.Module):
         """
         reference_points_list = []
         for lvl, (H, W) in enumerate(spatial_shapes):
+            # arange + 0.5 equals the official linspace(0.5, H - 0.5, H) exactly, and exports
+            # with a symbolic H (linspace's step count would be pinned to a constant)
             ref_y, ref_x = torch.meshgrid(
-                torch.linspace(0.5, H - 0.5, H, dtype=torch.float32, device=device),
-                torch.linspace(0.5, W - 0.5, W, dtype=torch.float32, device=device),
+                torch.arange(H, dtype=torch.float32, device=device) + 0.5,
+                torch.arange(W, dtype=torch.float32, device=device) + 0.5,
                 indexing="ij",
             )
             ref_y = ref_y.reshape(-1)[None] / (valid_ratios[:, None, lvl, 1] * H)  # (N, H*W)
@@ -96,7 +98,8 @@ class MSDeformAttnTransformerEncoder(nn.Module):
                 valid_ratios: Tensor, pos: Optional[Tensor] = None,
                 padding_mask: Optional[Tensor] = None) -> Tensor:
         """(N, S, C) -> (N, S, C)."""
-        reference_points = self.get_reference_points(spatial_shapes.tolist(), valid_ratios, src.device)
+        shapes = spatial_shapes.tolist() if isinstance(spatial_shapes, Tensor) else spatial_shapes
+        reference_points = self.get_reference_points(shapes, valid_ratios, src.device)
         output = src
         for layer in self.layers:
             output = layer(output, pos, reference_points, spatial_shapes, level_start_index, padding_mask)
@@ -148,8 +151,12 @@ class MSDeformAttnTransformerEncoderOnly(nn.Module):
         lvl_pos_embed_flatten = torch.cat(
             [pos.flatten(2).transpose(1, 2) + self.level_embed[lvl].view(1, 1, -1)
              for lvl, pos in enumerate(pos_embeds)], 1)  # (N, S, C)
-        spatial_shapes = torch.as_tensor(shapes, dtype=torch.long, device=device)
-        level_start_index = torch.cat((spatial_shapes.new_zeros((1,)), spatial_shapes.prod(1).cumsum(0)[:-1]))
+        if torch.compiler.is_exporting():
+            # torch.export cannot read sizes back out of a tensor: keep them Python (symbolic) ints
+            spatial_shapes, level_start_index = shapes, None
+        else:
+            spatial_shapes = torch.as_tensor(shapes, dtype=torch.long, device=device)
+            level_start_index = torch.cat((spatial_shapes.new_zeros((1,)), spatial_shapes.prod(1).cumsum(0)[:-1]))
         if masks is None:
             # no padding: valid ratios are exactly 1 and masking the values is a no-op
             mask_flatten = None

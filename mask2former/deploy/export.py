@@ -1,0 +1,228 @@
+"""Export a MaskFormer / Mask2Former network to ONNX or to a ``torch.export`` program.
+
+What is exported is the network only (:class:`ExportableMaskFormer`): a normalised,
+padded image batch ``images`` (B, 3, H, W) in, ``pred_logits`` (B, Q, K+1) and
+``pred_masks`` (B, Q, H/4, W/4) out. Normalisation, padding, resizing and the task
+post-processing stay outside the graph (data-dependent control flow does not belong in
+it); :mod:`mask2former.deploy.postprocess` and :class:`mask2former.deploy.ONNXPredictor`
+do them with numpy and OpenCV, driven by ``deploy.json`` (see :func:`deploy_metadata`),
+written next to the model.
+
+ONNX goes through ``torch.onnx.export(..., dynamo=True)`` (``torch.export`` underneath,
+opset 18). Ops the ONNX translation cannot express raise :class:`UnsupportedOpError`
+naming the op and the module that calls it; the exporter never writes a partial graph.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import torch
+from torch import Tensor, nn
+
+__all__ = [
+    "ExportableMaskFormer", "UnsupportedOpError", "deploy_metadata", "export_onnx",
+    "export_torch", "export_model", "DEPLOY_JSON", "ONNX_FILE", "TORCH_EXPORT_FILE",
+    "OPSET", "MIN_DYNAMIC_SIZE", "MAX_DYNAMIC_SIZE",
+]
+
+logger = logging.getLogger(__name__)
+
+DEPLOY_JSON = "deploy.json"
+ONNX_FILE = "model.onnx"
+TORCH_EXPORT_FILE = "model.pt2"
+OPSET = 18
+FORMAT_VERSION = 1
+MIN_DYNAMIC_SIZE = 64  # smallest padded side of a --dynamic export (sizes 1 would specialise)
+MAX_DYNAMIC_SIZE = 4096
+INPUT_NAMES = ["images"]
+OUTPUT_NAMES = ["pred_logits", "pred_masks"]
+
+
+class UnsupportedOpError(RuntimeError):
+    """An op of the model has no translation in the target format (names op and module)."""
+
+
+class ExportableMaskFormer(nn.Module):
+    """A built ``MaskFormer``'s backbone + sem_seg_head as one graph with tensor outputs.
+
+    forward: images (B, 3, H, W), normalised ``(x - pixel_mean) / pixel_std`` and padded to
+    ``size_divisibility`` -> pred_logits (B, Q, K+1), pred_masks (B, Q, H/4, W/4).
+    The auxiliary (deep-supervision) predictions are not outputs, so they leave the graph.
+    """
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        if not all(hasattr(model, a) for a in ("backbone", "sem_seg_head", "object_mask_threshold")):
+            raise TypeError(
+                f"ExportableMaskFormer needs a MaskFormer model (mask classification), got "
+                f"{type(model).__name__}; MODEL.META_ARCHITECTURE must be MaskFormer"
+            )
+        self.backbone = model.backbone
+        self.sem_seg_head = model.sem_seg_head
+
+    def forward(self, images: Tensor) -> Tuple[Tensor, Tensor]:
+        outputs = self.sem_seg_head(self.backbone(images))
+        return outputs["pred_logits"], outputs["pred_masks"]  # (B, Q, K+1), (B, Q, H/4, W/4)
+
+
+# ---------------------------------------------------------------------- deploy.json
+def deploy_metadata(cfg, model: nn.Module) -> Dict[str, Any]:
+    """Everything the torch-free predictor needs besides the graph, as JSON-able values."""
+    metadata = getattr(model, "metadata", None)
+    thing_ids: Optional[List[int]] = None
+    mapping = getattr(metadata, "thing_dataset_id_to_contiguous_id", None) if metadata is not None else None
+    if mapping is not None:
+        thing_ids = sorted(int(v) for v in mapping.values())
+    if (model.panoptic_on or model.instance_on) and thing_ids is None and model.panoptic_on:
+        model.thing_ids()  # raises the meta-architecture's clear error
+    test = cfg.MODEL.MASK_FORMER.TEST
+    return {
+        "format_version": FORMAT_VERSION,
+        "meta_architecture": cfg.MODEL.META_ARCHITECTURE,
+        "input_format": cfg.INPUT.FORMAT,
+        "pixel_mean": [float(v) for v in model.pixel_mean.flatten().tolist()],
+        "pixel_std": [float(v) for v in model.pixel_std.flatten().tolist()],
+        "size_divisibility": int(model.size_divisibility),
+        "min_size_test": int(cfg.INPUT.MIN_SIZE_TEST),
+        "max_size_test": int(cfg.INPUT.MAX_SIZE_TEST),
+        "num_classes": int(model.sem_seg_head.num_classes),
+        "num_queries": int(cfg.MODEL.MASK_FORMER.NUM_OBJECT_QUERIES),
+        "dataset": getattr(metadata, "name", None),
+        "stuff_classes": list(getattr(metadata, "stuff_classes", None) or []) or None,
+        "thing_classes": list(getattr(metadata, "thing_classes", None) or []) or None,
+        "thing_ids": thing_ids,
+        "label_divisor": getattr(metadata, "label_divisor", None),
+        "object_mask_threshold": float(model.object_mask_threshold),
+        "overlap_threshold": float(model.overlap_threshold),
+        "test_topk_per_image": int(model.test_topk_per_image),
+        "semantic_on": bool(model.semantic_on),
+        "panoptic_on": bool(model.panoptic_on),
+        "instance_on": bool(model.instance_on),
+        "sem_seg_postprocess_before_inference": bool(model.sem_seg_postprocess_before_inference),
+        "panoptic_require_mask_prob": bool(model.panoptic_require_mask_prob),
+        "test_flags_from_config": {k: bool(test[k]) for k in ("SEMANTIC_ON", "PANOPTIC_ON", "INSTANCE_ON")},
+    }
+
+
+# ---------------------------------------------------------------------- export
+def _dynamic_shapes(dynamic: bool) -> Optional[Tuple[Dict[int, Any]]]:
+    if not dynamic:
+        return None
+    # plain symbols (a derived "32 * h" dim loses its name in the ONNX graph); the predictor
+    # feeds multiples of the size divisibility
+    h = torch.export.Dim("height", min=MIN_DYNAMIC_SIZE, max=MAX_DYNAMIC_SIZE)
+    w = torch.export.Dim("width", min=MIN_DYNAMIC_SIZE, max=MAX_DYNAMIC_SIZE)
+    return ({2: h, 3: w},)
+
+
+def _module_of(node: torch.fx.Node) -> str:
+    stack = node.meta.get("nn_module_stack") or {}
+    if not stack:
+        return "<top level>"
+    path, cls = list(stack.values())[-1]
+    cls_name = getattr(cls, "__name__", None) or str(cls).rsplit(".", 1)[-1].strip("'>")
+    return f"{path or '<root>'} ({cls_name})"
+
+
+def _unsupported(program: torch.export.ExportedProgram, err: Exception) -> Optional[UnsupportedOpError]:
+    """The op(s) of ``program`` that ``err`` complains about, with their modules, if found."""
+    text = str(err)
+    found: Dict[str, List[str]] = {}
+    for node in program.graph.nodes:
+        if node.op != "call_function":
+            continue
+        name = str(node.target)  # e.g. "torchvision.deform_conv2d.default"
+        short = re.sub(r"\.default$", "", name)
+        candidates = {name, short, short.replace(".", "::", 1)}
+        if any(c in text for c in candidates):
+            found.setdefault(short.replace(".", "::", 1), []).append(_module_of(node))
+    if not found:
+        return None
+    lines = [f"{op} in {', '.join(sorted(set(mods)))}" for op, mods in found.items()]
+    return UnsupportedOpError(
+        "ONNX export failed: no ONNX translation for " + "; ".join(lines)
+        + ". See docs/deployment.md (FaPN: export with deform_conv='grid_sample')."
+        + f"\nExporter error: {text.splitlines()[0] if text else type(err).__name__}"
+    )
+
+
+def _torch_export(wrapper: nn.Module, sample: Tensor, dynamic: bool) -> torch.export.ExportedProgram:
+    with torch.no_grad():
+        return torch.export.export(wrapper, (sample,), dynamic_shapes=_dynamic_shapes(dynamic))
+
+
+def export_onnx(wrapper: nn.Module, sample: Tensor, path: str, *, dynamic: bool = False,
+                opset: int = OPSET) -> str:
+    """Write ``wrapper`` (see :class:`ExportableMaskFormer`) traced on ``sample`` to ``path``."""
+    wrapper = wrapper.eval()
+    program = _torch_export(wrapper, sample, dynamic)
+    try:
+        onnx_program = torch.onnx.export(
+            program, (sample,), dynamo=True, opset_version=opset, input_names=INPUT_NAMES,
+            output_names=OUTPUT_NAMES, external_data=False, verbose=False,
+        )
+    except Exception as err:  # the exporter's error types vary between versions
+        unsupported = _unsupported(program, err)
+        if unsupported is not None:
+            raise unsupported from err
+        raise
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    onnx_program.save(path)
+    return path
+
+
+def export_torch(wrapper: nn.Module, sample: Tensor, path: str, *, dynamic: bool = False) -> str:
+    """Write ``torch.export.export(wrapper)`` to ``path`` (a ``.pt2`` archive)."""
+    program = _torch_export(wrapper.eval(), sample, dynamic)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    torch.export.save(program, path)
+    return path
+
+
+def export_model(cfg, model: nn.Module, output_dir: str, *, fmt: str = "onnx",
+                 sample: Optional[Tensor] = None, input_size: Sequence[int] = (512, 512),
+                 dynamic: bool = False) -> Dict[str, Any]:
+    """Export a built (eval-mode) MaskFormer and write ``deploy.json`` next to it.
+
+    Args:
+        fmt: "onnx" or "torch_export".
+        sample: a normalised, padded (1, 3, H, W) batch to trace with; default random of
+            ``input_size`` rounded up to the size divisibility.
+        dynamic: H and W are free (any multiple of 32 in [32, 4096]); otherwise the graph
+            takes exactly the sample's size, and the predictor pads every image to it.
+    Returns:
+        the deploy.json contents.
+    """
+    if fmt not in ("onnx", "torch_export"):
+        raise ValueError(f"export format must be 'onnx' or 'torch_export', got {fmt!r}")
+    model = model.eval()
+    meta = deploy_metadata(cfg, model)
+    divisor = max(meta["size_divisibility"], 1)
+    if dynamic and 32 % divisor and divisor % 32:
+        raise ValueError(f"--dynamic needs a size divisibility dividing 32 or a multiple of it, got {divisor}")
+    if sample is None:
+        h, w = (-(-int(s) // divisor) * divisor for s in input_size)
+        sample = torch.randn(1, 3, h, w, generator=torch.Generator().manual_seed(0))
+    if sample.dim() != 4 or sample.shape[1] != 3:
+        raise ValueError(f"the export sample must be (1, 3, H, W), got {tuple(sample.shape)}")
+    if dynamic and (sample.shape[-2] % 32 or sample.shape[-1] % 32):
+        raise ValueError(f"a --dynamic export traces on a multiple of 32, got {tuple(sample.shape[-2:])}")
+    wrapper = ExportableMaskFormer(model).eval()
+    os.makedirs(output_dir, exist_ok=True)
+    if fmt == "onnx":
+        export_onnx(wrapper, sample, os.path.join(output_dir, ONNX_FILE), dynamic=dynamic)
+        meta["model_file"], meta["opset"] = ONNX_FILE, OPSET
+    else:
+        export_torch(wrapper, sample, os.path.join(output_dir, TORCH_EXPORT_FILE), dynamic=dynamic)
+        meta["model_file"] = TORCH_EXPORT_FILE
+    meta["format"] = fmt
+    meta["dynamic"] = bool(dynamic)
+    meta["input_size"] = None if dynamic else [int(sample.shape[-2]), int(sample.shape[-1])]
+    with open(os.path.join(output_dir, DEPLOY_JSON), "w") as f:
+        json.dump(meta, f, indent=2)
+    logger.info(f"Exported {fmt} model and {DEPLOY_JSON} to {output_dir}")
+    return meta

@@ -1,0 +1,77 @@
+"""An op without ONNX translation fails by name and module; the torch.export format; the CLI."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+from torch import Tensor, nn
+
+from deploy_helpers import tiny_model
+from mask2former.deploy.export import ExportableMaskFormer, UnsupportedOpError, export_model
+
+
+@torch.library.custom_op("m2f_deploy_test::scramble", mutates_args=())
+def scramble(x: Tensor) -> Tensor:
+    """An op with a kernel and a fake (so torch.export traces it) but no ONNX translation."""
+    return x.flip(-1)
+
+
+@scramble.register_fake
+def _(x: Tensor) -> Tensor:
+    return torch.empty_like(x)
+
+
+class Scrambled(nn.Module):
+    def __init__(self, inner: nn.Module):
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x: Tensor) -> Tensor:
+        return scramble(self.inner(x))
+
+
+@pytest.mark.slow
+def test_unexportable_op_names_op_and_module(tmp_path):
+    cfg, model = tiny_model("resnet_fpn_standard")
+    decoder = model.sem_seg_head.pixel_decoder
+    decoder.mask_features = Scrambled(decoder.mask_features)
+    with pytest.raises(UnsupportedOpError) as info:
+        export_model(cfg, model, str(tmp_path / "out"), fmt="onnx", input_size=(64, 64))
+    message = str(info.value)
+    assert "m2f_deploy_test::scramble" in message
+    assert "sem_seg_head.pixel_decoder.mask_features (Scrambled)" in message
+    assert not (tmp_path / "out" / "model.onnx").exists()  # no partial graph written
+    assert not (tmp_path / "out" / "deploy.json").exists()
+
+
+@pytest.mark.slow
+def test_torch_export_format_round_trip(tmp_path):
+    cfg, model = tiny_model("resnet_msdeform_m2f")
+    meta = export_model(cfg, model, str(tmp_path), fmt="torch_export", input_size=(64, 64))
+    assert (meta["format"], meta["model_file"]) == ("torch_export", "model.pt2")
+    program = torch.export.load(str(tmp_path / "model.pt2"))
+    x = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        logits, masks = program.module()(x)
+        ref_logits, ref_masks = ExportableMaskFormer(model)(x)
+    torch.testing.assert_close(logits, ref_logits, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(masks, ref_masks, atol=1e-5, rtol=1e-4)
+    assert json.loads((tmp_path / "deploy.json").read_text())["input_size"] == [64, 64]
+
+
+def test_only_mask_classification_models_export():
+    with pytest.raises(TypeError, match="MODEL.META_ARCHITECTURE must be MaskFormer"):
+        ExportableMaskFormer(nn.Conv2d(3, 3, 1))
+
+
+def test_cli_rejects_bad_arguments(repo_root):
+    tool = str(repo_root / "tools" / "export_model.py")
+    proc = subprocess.run([sys.executable, tool, "--config-file", "missing.yaml", "--output", "x"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "--config-file 'missing.yaml' does not exist" in proc.stderr
+    proc = subprocess.run([sys.executable, tool, "--config-file", "x.yaml", "--output", "x", "--dynamic",
+                           "--input-size", "64x64"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "not allowed with argument" in proc.stderr
