@@ -23,6 +23,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from mask2former.checkpoint import DetectionCheckpointer  # noqa: E402
 from mask2former.config import get_cfg  # noqa: E402
 from mask2former.engine import DefaultTrainer, default_argument_parser, default_setup, launch  # noqa: E402
+from mask2former.evaluation.testing import apply_published_results, verify_results  # noqa: E402
 from mask2former.engine.output_dir import OutputDirError, ResumeConfigError, warn_if_random_init  # noqa: E402
 from mask2former.utils import comm  # noqa: E402
 
@@ -33,6 +34,8 @@ def setup(args):
     if args.config_file:
         cfg.merge_from_file(args.config_file)
     cfg.merge_from_list(args.opts or [])
+    if args.eval_only:  # official configs: compare with the paper's numbers
+        apply_published_results(cfg, args.config_file)
     cfg.freeze()
     default_setup(cfg, args)
     return cfg
@@ -50,6 +53,7 @@ def main(args):
             results.update(DefaultTrainer.test_with_TTA(cfg, model))
         if comm.is_main_process():
             DefaultTrainer.save_results(cfg, results, random_init=random_init)
+            verify_results(cfg, results, config_file=args.config_file)  # prints the difference to the paper
         return results
     trainer = DefaultTrainer(cfg)
     trainer.resume_or_load(resume=args.resume)

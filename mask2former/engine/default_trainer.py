@@ -20,7 +20,7 @@ from ..data import MetadataCatalog, build_detection_test_loader, build_detection
 from ..data.dataset_mappers import MAPPER_BY_NAME
 from ..data.detection_utils import SkipCorruptImages
 from ..data.dataset_mappers.dataset_mapper_tta import DatasetMapperTTA
-from ..evaluation import DatasetEvaluator, inference_on_dataset, print_csv_format
+from ..evaluation import DatasetEvaluator, inference_on_dataset, print_csv_format, verify_results
 from ..modeling.build import build_model
 from ..modeling.test_time_augmentation import SemanticSegmentorWithTTA
 from ..solver import build_lr_scheduler, build_optimizer
@@ -197,9 +197,10 @@ class DefaultTrainer(TrainerBase):
     def train(self) -> Optional[Dict]:
         """Train from ``start_iter`` to SOLVER.MAX_ITER; returns the last evaluation results."""
         super().train(self.start_iter, self.max_iter)
+        results = getattr(self, "_last_eval_results", None)
         if len(self.cfg.TEST.EXPECTED_RESULTS) and comm.is_main_process():
-            raise NotImplementedError("TEST.EXPECTED_RESULTS verification is not supported")
-        return getattr(self, "_last_eval_results", None)
+            verify_results(self.cfg, results or {})
+        return results
 
     def run_step(self) -> None:
         self._trainer.iter = self.iter
