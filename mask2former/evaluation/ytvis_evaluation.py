@@ -241,4 +241,6 @@ class YTVISEvaluator(DatasetEvaluator):
         results = derive_coco_results(coco_eval, "segm", class_names=names)
         for idx, name in ((6, "AR1"), (7, "AR10")):
             results[name] = float(coco_eval.stats[idx] * 100) if coco_eval.stats[idx] >= 0 else float("nan")
-        return OrderedDict(segm={m: results[m] for m in metrics} | {k: v for k, v in results.items() if k.startswith("AP-")})
+        ordered = {m: results[m] for m in metrics}
+        ordered.update((k, v) for k, v in results.items() if k.startswith("AP-"))
+        return OrderedDict(segm=ordered)
