@@ -1,7 +1,7 @@
-"""Multi-scale deformable attention: pytorch path vs a naive per-point loop, gradients, dispatch."""
+"""Multi-scale deformable attention: the pytorch path vs a naive per-point loop, gradients, the
+MSDeformAttn module (the dispatcher: test_ms_deform_attn_dispatch.py)."""
 from __future__ import annotations
 
-import logging
 import math
 
 import pytest
@@ -9,12 +9,8 @@ import torch
 
 import mask2former.layers.ms_deform_attn_dispatch as msda
 from mask2former.layers.ms_deform_attn import (
-    MSDABackend,
     MSDeformAttn,
-    ms_deform_attn_core_pytorch,
     multi_scale_deformable_attention,
-    register_ms_deform_attn_backend,
-    resolve_ms_deform_attn_backend,
     set_ms_deform_attn_impl,
 )
 
@@ -132,82 +128,6 @@ def test_bad_shapes_raise():
         multi_scale_deformable_attention(value, torch.tensor([[4, 5]]), start, loc, w)
     with pytest.raises(ValueError, match="levels"):
         multi_scale_deformable_attention(value, torch.tensor([[3, 4], [1, 1]]), start, loc, w)
-
-
-# --------------------------------------------------------------------------- dispatch
-def _counting_backend(name, calls, supports=lambda v: True, available=lambda: True):
-    def forward(*args):
-        calls.append(name)
-        return ms_deform_attn_core_pytorch(*args)
-
-    return MSDABackend(name, forward, is_available=available, supports=supports)
-
-
-def test_auto_uses_pytorch_when_nothing_else_is_registered(caplog):
-    value = torch.zeros(1, 4, 1, 2)
-    with caplog.at_level(logging.INFO, logger=msda.__name__):
-        assert resolve_ms_deform_attn_backend(value).name == "pytorch"
-        assert resolve_ms_deform_attn_backend(value).name == "pytorch"
-    lines = [r.getMessage() for r in caplog.records]
-    # "not registered" until the compiled backends' modules are imported, then "not available"
-    assert len(lines) == 1 and "pytorch backend" in lines[0]
-    assert "cuda: not registered" in lines[0] or "cuda: not available" in lines[0]
-
-
-def test_env_var_selects_and_forces(monkeypatch):
-    value = torch.zeros(1, 4, 1, 2)
-    monkeypatch.setenv(msda.ENV_VAR, "pytorch")
-    assert resolve_ms_deform_attn_backend(value).name == "pytorch"
-    monkeypatch.setenv(msda.ENV_VAR, "cuda")
-    with pytest.raises(RuntimeError, match="MASK2FORMER_MSDA_IMPL='cuda'.*not (registered|available)"):
-        resolve_ms_deform_attn_backend(value)
-    monkeypatch.setenv(msda.ENV_VAR, "bogus")
-    with pytest.raises(ValueError, match="bogus"):
-        resolve_ms_deform_attn_backend(value)
-    # the in-code choice wins over the environment
-    set_ms_deform_attn_impl("pytorch")
-    assert resolve_ms_deform_attn_backend(value).name == "pytorch"
-
-
-def test_set_impl_unavailable_falls_back_once(caplog):
-    value = torch.zeros(1, 4, 1, 2)
-    set_ms_deform_attn_impl("triton")
-    with caplog.at_level(logging.WARNING, logger=msda.__name__):
-        for _ in range(3):
-            assert resolve_ms_deform_attn_backend(value).name == "pytorch"
-    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
-    assert len(warnings) == 1 and "triton" in warnings[0].getMessage()
-    with pytest.raises(ValueError, match="set_ms_deform_attn_impl"):
-        set_ms_deform_attn_impl("tritonn")
-
-
-def test_registered_backend_is_plugged_in_without_touching_callers(monkeypatch):
-    calls = []
-    value, spatial_shapes, start, loc, w = _inputs([(3, 4)])
-    register_ms_deform_attn_backend(_counting_backend("triton", calls))
-    out = multi_scale_deformable_attention(value, spatial_shapes, start, loc, w)
-    assert calls == ["triton"]
-    torch.testing.assert_close(out, naive_msda(value, [(3, 4)], loc, w), atol=1e-12, rtol=0)
-
-    # a backend that cannot take these inputs is skipped by auto, refused when forced by env
-    register_ms_deform_attn_backend(_counting_backend("triton", calls, supports=lambda v: v.is_cuda))
-    assert resolve_ms_deform_attn_backend(value).name == "pytorch"
-    monkeypatch.setenv(msda.ENV_VAR, "triton")
-    with pytest.raises(RuntimeError, match="does not support"):
-        multi_scale_deformable_attention(value, spatial_shapes, start, loc, w)
-
-    # cuda comes before triton in auto order
-    monkeypatch.setenv(msda.ENV_VAR, "auto")
-    register_ms_deform_attn_backend(_counting_backend("triton", calls))
-    register_ms_deform_attn_backend(_counting_backend("cuda", calls))
-    multi_scale_deformable_attention(value, spatial_shapes, start, loc, w)
-    assert calls[-1] == "cuda"
-    register_ms_deform_attn_backend(_counting_backend("cuda", calls, available=lambda: False))
-    multi_scale_deformable_attention(value, spatial_shapes, start, loc, w)
-    assert calls[-1] == "triton"
-
-    with pytest.raises(ValueError, match="backend name"):
-        register_ms_deform_attn_backend(_counting_backend("auto", calls))
 
 
 # --------------------------------------------------------------------------- module
