@@ -90,24 +90,14 @@ def register_coco_panoptic(
     panoptic_json: str,
     instances_json: Optional[str] = None,
 ) -> None:
-    """Register a "standard" COCO-format panoptic dataset ``name`` (``evaluator_type="coco_panoptic_seg"``).
+    """Register a "standard" COCO-format panoptic dataset ``name`` (``evaluator_type="coco_panoptic_seg"``):
+    :func:`register_panoptic_with_sem_seg` without semantic PNGs.
 
     ``metadata`` must hold ``thing_dataset_id_to_contiguous_id`` and
     ``stuff_dataset_id_to_contiguous_id`` (plus class names / colours).
     """
-    DatasetCatalog.register(
-        name, lambda: load_coco_panoptic_json(panoptic_json, image_root, panoptic_root, metadata)
-    )
-    MetadataCatalog.get(name).set(
-        panoptic_root=panoptic_root,
-        image_root=image_root,
-        panoptic_json=panoptic_json,
-        json_file=instances_json,
-        evaluator_type="coco_panoptic_seg",
-        ignore_label=255,
-        label_divisor=1000,
-        **metadata,
-    )
+    register_panoptic_with_sem_seg(name, metadata, image_root, panoptic_root, None, panoptic_json,
+                                   instances_json)
 
 
 def register_panoptic_with_sem_seg(
@@ -115,15 +105,16 @@ def register_panoptic_with_sem_seg(
     metadata: Dict[str, Any],
     image_root: str,
     panoptic_root: str,
-    semantic_root: str,
+    semantic_root: Optional[str],
     panoptic_json: str,
     instances_json: Optional[str] = None,
     evaluator_type: str = "coco_panoptic_seg",
     ignore_label: int = 255,
 ) -> None:
     """Register ``name``: COCO-format panoptic annotations whose dicts also carry
-    ``sem_seg_file_name`` (PNGs under ``semantic_root``). The one "panoptic + semantic"
-    registration: Mask2Former's ADE20K / Mapillary Vistas panoptic splits use it directly,
+    ``sem_seg_file_name`` (PNGs under ``semantic_root``; none when it is None). The one
+    "panoptic + semantic" registration: Mask2Former's ADE20K / Mapillary Vistas panoptic splits
+    use it directly, :func:`register_coco_panoptic` and
     :func:`register_coco_panoptic_annos_sem_seg` for COCO."""
     DatasetCatalog.register(
         name,
