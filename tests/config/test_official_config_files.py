@@ -15,6 +15,7 @@ import pytest
 import torch
 import yaml
 
+import mask2former.data  # noqa: F401  (built-in datasets' metadata, as the engine has it)
 from mask2former.config import get_cfg
 from mask2former.modeling import META_ARCH_REGISTRY, build_model
 
