@@ -19,10 +19,11 @@ import json
 import os
 import sys
 
+import torch
+
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from mask2former.checkpoint import load_checkpoint_file  # noqa: E402
 from mask2former.checkpoint.hf_checkpoint import write_hf_folder  # noqa: E402
-from mask2former.checkpoint.loading import _to_tensors  # noqa: E402
 from mask2former.config import get_cfg  # noqa: E402
 
 
@@ -58,8 +59,7 @@ def main(argv=None) -> int:
     cfg.merge_from_file(args.config_file)
     cfg.merge_from_list(args.opts)
     try:
-        state = load_checkpoint_file(args.weights)["model"]
-        _to_tensors(state, args.weights)
+        state = {k: torch.as_tensor(v) for k, v in load_checkpoint_file(args.weights)["model"].items()}
         paths = write_hf_folder(args.output, cfg, state, _class_names(cfg, args.config_file, args.id2label))
     except (ValueError, FileNotFoundError) as err:
         parser.error(str(err))
