@@ -39,7 +39,7 @@ setup(
     license="MIT",
     python_requires=">=3.10",
     packages=find_packages(include=["mask2former", "mask2former.*"]),
-    package_data={"mask2former": ["layers/csrc/ms_deform_attn/*"]},
+    package_data={"mask2former": ["layers/csrc/ms_deform_attn/*", "data/datasets/meta/*.json"]},
     ext_modules=ext_modules,
     cmdclass=cmdclass,
     install_requires=[
