@@ -87,6 +87,13 @@ def test_train_net_video_trains_and_evaluates(video_root: Path, tmp_path: Path):
     assert metrics[-1]["iteration"] == 4 and "segm/AP" in metrics[-1]
     assert load_checkpoint(out / "model_final.pth")["iteration"] == 3
 
+    # --eval-only with the final weights gives the same predictions and metrics
+    evaluated = tmp_path / "eval"
+    _run(video_root, ["--eval-only", *_opts(evaluated, "MODEL.WEIGHTS", out / "model_final.pth")])
+    again = json.loads((evaluated / "inference" / "shapes_video_val" / "results.json").read_text())
+    assert again == predictions
+    assert json.loads((evaluated / "eval_results.json").read_text()) == results
+
 
 def _start_and_kill_after(root: Path, args: Sequence[object], output_dir: Path, checkpoint: str) -> None:
     """Start ``train_net_video.py args``; SIGKILL it once ``last_checkpoint`` names ``checkpoint``."""
