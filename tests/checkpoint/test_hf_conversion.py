@@ -52,9 +52,14 @@ def _mask2former(backbone) -> "transformers.PreTrainedModel":
     return transformers.Mask2FormerForUniversalSegmentation(config)
 
 
-def _maskformer() -> "transformers.PreTrainedModel":
+def _resnet18():
+    return transformers.ResNetConfig(depths=[2, 2, 2, 2], hidden_sizes=[64, 128, 256, 512], layer_type="basic",
+                                     out_features=["stage1", "stage2", "stage3", "stage4"])
+
+
+def _maskformer(backbone=None) -> "transformers.PreTrainedModel":
     config = transformers.MaskFormerConfig(
-        backbone_config=_swin("MaskFormerSwinConfig"), num_labels=NUM_CLASSES, mask_feature_size=32,
+        backbone_config=backbone or _swin("MaskFormerSwinConfig"), num_labels=NUM_CLASSES, mask_feature_size=32,
         fpn_feature_size=32, id2label={i: f"class_{i}" for i in range(NUM_CLASSES)},
         decoder_config=dict(model_type="detr", d_model=32, decoder_layers=2, decoder_attention_heads=4,
                             decoder_ffn_dim=64, encoder_layers=0, num_queries=6))
@@ -223,13 +228,12 @@ def test_maskformer_v1_swin_matches_transformers(tmp_path, metadata, caplog):
 
 
 @pytest.mark.slow
-def test_mask2former_resnet_matches_transformers(tmp_path, metadata, caplog):
-    backbone = transformers.ResNetConfig(depths=[2, 2, 2, 2], hidden_sizes=[64, 128, 256, 512], layer_type="basic",
-                                         out_features=["stage1", "stage2", "stage3", "stage4"])
-    hf_model = _randomise(_mask2former(backbone), seed=0)
+@pytest.mark.parametrize("arch", ["mask2former", "maskformer"])
+def test_resnet_backbone_matches_transformers(tmp_path, metadata, caplog, arch):
+    hf_model = _randomise(_mask2former(_resnet18()) if arch == "mask2former" else _maskformer(_resnet18()), seed=0)
     out = _convert(hf_model, tmp_path, "pkl")
     cfg, model = _our_model(out, "pkl", metadata, caplog)
-    assert cfg.MODEL.RESNETS.DEPTH == 18
+    assert cfg.MODEL.RESNETS.DEPTH == 18 and cfg.MODEL.BACKBONE.NAME == "build_resnet_backbone"
     _check_against_transformers(hf_model, cfg, model)
 
 
