@@ -218,7 +218,7 @@ class CityscapesInstanceEvaluator(_CityscapesEvaluator):
             lines = []
             if "instances" in out:
                 instances = out["instances"].to(self._cpu_device)
-                masks = instances.pred_masks
+                masks = getattr(instances.pred_masks, "tensor", instances.pred_masks)  # BitMasks or tensor
                 masks = masks.numpy() if isinstance(masks, torch.Tensor) else np.asarray(masks)  # (N, H, W)
                 for i, (cls, score) in enumerate(zip(instances.pred_classes.tolist(), instances.scores.tolist())):
                     mask = masks[i] != 0
