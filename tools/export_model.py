@@ -54,6 +54,8 @@ def get_parser() -> argparse.ArgumentParser:
                       help="any input size (multiples of 32, padded by the predictor)")
     parser.add_argument("--sample-image", metavar="FILE",
                         help="trace on this image (resized as at test time) instead of random data")
+    parser.add_argument("--opset", type=int, default=None,
+                        help="ONNX opset (default 18; FaPN pixel decoders need 19 for DeformConv)")
     parser.add_argument("--opts", default=[], nargs=argparse.REMAINDER, help="config overrides as KEY VALUE pairs")
     return parser
 
@@ -116,7 +118,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             parser.error("--dynamic traces on a multiple of 32: the sample image's padded size is not")
     try:
         meta = export_model(cfg, model, args.output, fmt=args.format, sample=sample,
-                            input_size=size or (512, 512), dynamic=args.dynamic)
+                            input_size=size or (512, 512), dynamic=args.dynamic, opset=args.opset)
     except UnsupportedOpError as err:
         parser.exit(1, f"export_model.py: error: {err}\n")
     shape = "dynamic H x W" if meta["dynamic"] else "x".join(map(str, meta["input_size"]))

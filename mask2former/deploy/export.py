@@ -9,11 +9,14 @@ do them with numpy and OpenCV, driven by ``deploy.json`` (see :func:`deploy_meta
 written next to the model.
 
 ONNX goes through ``torch.onnx.export(..., dynamo=True)`` (``torch.export`` underneath,
-opset 18). Ops the ONNX translation cannot express raise :class:`UnsupportedOpError`
-naming the op and the module that calls it; the exporter never writes a partial graph.
+opset 18 by default). Ops the ONNX translation cannot express, and translations into ops
+newer than the chosen opset (which the exporter would otherwise write into a file no
+runtime loads), raise :class:`UnsupportedOpError` naming the op and the module that calls
+it; nothing is written then.
 """
 from __future__ import annotations
 
+import ast
 import json
 import logging
 import os
@@ -145,7 +148,7 @@ def _unsupported(program: torch.export.ExportedProgram, err: Exception) -> Optio
     lines = [f"{op} in {', '.join(sorted(set(mods)))}" for op, mods in found.items()]
     return UnsupportedOpError(
         "ONNX export failed: no ONNX translation for " + "; ".join(lines)
-        + ". See docs/deployment.md (FaPN: export with deform_conv='grid_sample')."
+        + ". See docs/deployment.md."
         + f"\nExporter error: {text.splitlines()[0] if text else type(err).__name__}"
     )
 
@@ -156,8 +159,9 @@ def _torch_export(wrapper: nn.Module, sample: Tensor, dynamic: bool) -> torch.ex
 
 
 def export_onnx(wrapper: nn.Module, sample: Tensor, path: str, *, dynamic: bool = False,
-                opset: int = OPSET) -> str:
+                opset: Optional[int] = None) -> str:
     """Write ``wrapper`` (see :class:`ExportableMaskFormer`) traced on ``sample`` to ``path``."""
+    opset = opset or OPSET
     wrapper = wrapper.eval()
     program = _torch_export(wrapper, sample, dynamic)
     try:
@@ -170,9 +174,50 @@ def export_onnx(wrapper: nn.Module, sample: Tensor, path: str, *, dynamic: bool 
         if unsupported is not None:
             raise unsupported from err
         raise
+    _check_onnx(onnx_program.model_proto, opset)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     onnx_program.save(path)
     return path
+
+
+def _onnx_node_origin(node) -> str:
+    """``module.path (Class) [torch op]`` of an exported ONNX node, from the exporter's metadata."""
+    props = {p.key: p.value for p in node.metadata_props}
+    try:
+        scopes = ast.literal_eval(props.get("pkg.torch.onnx.name_scopes", "[]"))
+    except (ValueError, SyntaxError):
+        scopes = []
+    hierarchy = props.get("pkg.torch.onnx.class_hierarchy", "[]")
+    try:
+        classes = ast.literal_eval(hierarchy)
+    except (ValueError, SyntaxError):
+        classes = []
+    path = ".".join(scopes[1:-1]) or "<root>"
+    cls = classes[-2].rsplit(".", 1)[-1] if len(classes) >= 2 else "?"
+    target = re.search(r"target=torch\.ops\.([\w.]+)", props.get("pkg.torch.onnx.fx_node", ""))
+    op = re.sub(r"\.default$", "", target.group(1)).replace(".", "::", 1) if target else "?"
+    return f"{path} ({cls}) [{op}]"
+
+
+def _check_onnx(model_proto, opset: int) -> None:
+    """Refuse a graph that onnx's checker rejects, e.g. an op newer than ``opset`` (which the
+    exporter may emit, giving a file no runtime can load); names the op and its modules."""
+    import onnx
+
+    try:
+        onnx.checker.check_model(model_proto)
+    except onnx.checker.ValidationError as err:
+        text = str(err)
+        missing = re.search(r"No Op registered for (\w+)", text)
+        if missing is None:
+            raise
+        op_type = missing.group(1)
+        origins = sorted({_onnx_node_origin(n) for n in model_proto.graph.node if n.op_type == op_type})
+        raise UnsupportedOpError(
+            f"ONNX export failed: ONNX op {op_type} does not exist at opset {opset}; it comes from "
+            + ", ".join(origins) + ". Export with a newer opset (--opset; DeformConv needs 19) "
+            "or see docs/deployment.md."
+        ) from None
 
 
 def export_torch(wrapper: nn.Module, sample: Tensor, path: str, *, dynamic: bool = False) -> str:
@@ -185,15 +230,17 @@ def export_torch(wrapper: nn.Module, sample: Tensor, path: str, *, dynamic: bool
 
 def export_model(cfg, model: nn.Module, output_dir: str, *, fmt: str = "onnx",
                  sample: Optional[Tensor] = None, input_size: Sequence[int] = (512, 512),
-                 dynamic: bool = False) -> Dict[str, Any]:
+                 dynamic: bool = False, opset: Optional[int] = None) -> Dict[str, Any]:
     """Export a built (eval-mode) MaskFormer and write ``deploy.json`` next to it.
 
     Args:
         fmt: "onnx" or "torch_export".
         sample: a normalised, padded (1, 3, H, W) batch to trace with; default random of
             ``input_size`` rounded up to the size divisibility.
-        dynamic: H and W are free (any multiple of 32 in [32, 4096]); otherwise the graph
+        dynamic: H and W are free (multiples of 32 in [64, 4096]); otherwise the graph
             takes exactly the sample's size, and the predictor pads every image to it.
+        opset: ONNX opset (default :data:`OPSET`, 18); FaPN's modulated deformable conv
+            becomes ONNX ``DeformConv``, which needs 19.
     Returns:
         the deploy.json contents.
     """
@@ -214,8 +261,8 @@ def export_model(cfg, model: nn.Module, output_dir: str, *, fmt: str = "onnx",
     wrapper = ExportableMaskFormer(model).eval()
     os.makedirs(output_dir, exist_ok=True)
     if fmt == "onnx":
-        export_onnx(wrapper, sample, os.path.join(output_dir, ONNX_FILE), dynamic=dynamic)
-        meta["model_file"], meta["opset"] = ONNX_FILE, OPSET
+        export_onnx(wrapper, sample, os.path.join(output_dir, ONNX_FILE), dynamic=dynamic, opset=opset)
+        meta["model_file"], meta["opset"] = ONNX_FILE, opset or OPSET
     else:
         export_torch(wrapper, sample, os.path.join(output_dir, TORCH_EXPORT_FILE), dynamic=dynamic)
         meta["model_file"] = TORCH_EXPORT_FILE

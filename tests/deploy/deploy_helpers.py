@@ -50,6 +50,9 @@ VARIANTS: Dict[str, List] = {
     "resnet_transformer_encoder_m2f": _RESNET + _M2F_DECODER + [
         "MODEL.SEM_SEG_HEAD.PIXEL_DECODER_NAME", "TransformerEncoderPixelDecoder",
         "MODEL.SEM_SEG_HEAD.TRANSFORMER_ENC_LAYERS", 1],
+    # FaPN: modulated deformable convs in the pixel decoder (ONNX DeformConv, opset 19)
+    "resnet_fapn_m2f": _RESNET + _M2F_DECODER + [
+        "MODEL.SEM_SEG_HEAD.PIXEL_DECODER_NAME", "MSFaPNPixelDecoder"],
 }
 
 
@@ -96,6 +99,9 @@ def tiny_model(variant: str, **flags):
         last = predictor.mask_embed.layers[-1]
         last.weight.normal_(0, 2.0 / last.weight.shape[1] ** 0.5, generator=g)
         predictor.query_embed.weight.normal_(0, 1.0, generator=g)
+        for module in model.modules():  # FaPN: offsets away from the identity start
+            if hasattr(module, "conv_offset_mask"):
+                module.conv_offset_mask.weight.normal_(0, 0.05, generator=g)
     return cfg, model.eval()
 
 

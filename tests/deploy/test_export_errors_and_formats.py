@@ -48,6 +48,31 @@ def test_unexportable_op_names_op_and_module(tmp_path):
 
 
 @pytest.mark.slow
+def test_fapn_needs_opset_19_and_then_matches_eager(tmp_path):
+    """FaPN's modulated deformable conv becomes ONNX DeformConv (opset 19): at the default
+    opset 18 the export stops naming the op and the modules; at 19 it runs and matches."""
+    pytest.importorskip("onnxruntime")
+    from mask2former.deploy import ONNXPredictor
+
+    cfg, model = tiny_model("resnet_fapn_m2f")
+    with pytest.raises(UnsupportedOpError) as info:
+        export_model(cfg, model, str(tmp_path / "opset18"), fmt="onnx", input_size=(64, 64))
+    message = str(info.value)
+    assert "DeformConv does not exist at opset 18" in message
+    assert "sem_seg_head.pixel_decoder.align_1.dcpack_L2 (ModulatedDeformConvPack) [torchvision::deform_conv2d]" in message
+    assert not (tmp_path / "opset18" / "model.onnx").exists()
+
+    meta = export_model(cfg, model, str(tmp_path / "opset19"), fmt="onnx", input_size=(64, 64), opset=19)
+    assert meta["opset"] == 19
+    x = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    logits, masks = ONNXPredictor(str(tmp_path / "opset19")).session.run(None, {"images": x.numpy()})
+    with torch.no_grad():
+        ref_logits, ref_masks = ExportableMaskFormer(model)(x)
+    assert abs(logits - ref_logits.numpy()).max() <= 1e-4 * abs(ref_logits.numpy()).max()
+    assert abs(masks - ref_masks.numpy()).max() <= 1e-4 * abs(ref_masks.numpy()).max()
+
+
+@pytest.mark.slow
 def test_torch_export_format_round_trip(tmp_path):
     cfg, model = tiny_model("resnet_msdeform_m2f")
     meta = export_model(cfg, model, str(tmp_path), fmt="torch_export", input_size=(64, 64))
