@@ -10,6 +10,7 @@ from ..layers import ShapeSpec
 from ..layers.ms_deform_attn_dispatch import set_ms_deform_attn_impl
 from ..utils.env import resolve_device
 from ..utils.registry import Registry
+from .execution import apply_execution_options
 
 __all__ = [
     "BACKBONE_REGISTRY", "SEM_SEG_HEADS_REGISTRY", "PIXEL_DECODER_REGISTRY",
@@ -97,4 +98,4 @@ def build_model(cfg) -> nn.Module:
     meta_arch = cfg.MODEL.META_ARCHITECTURE
     model = _get(META_ARCH_REGISTRY, meta_arch, "MODEL.META_ARCHITECTURE")(cfg)
     model.to(torch.device(resolve_device(cfg.MODEL.DEVICE)))
-    return model
+    return apply_execution_options(model, cfg)  # MODEL.PRECISION, MODEL.COMPILE

@@ -1,0 +1,162 @@
+"""Opt-in execution options of a built model: reduced-precision inference and ``torch.compile``.
+
+:func:`apply_execution_options` is called by ``build_model`` with the config, so that
+``DefaultPredictor``, evaluation, training and the tools all get the same model:
+
+* ``MODEL.PRECISION`` (``"float32"`` default, ``"bfloat16"``, ``"float16"``): inference under
+  ``torch.autocast`` of that dtype (CPU bf16 uses the AVX512-BF16 / AMX instructions where the
+  CPU has them). Only the network runs in reduced precision: the backbone, the segmentation
+  head, and also the deformable-attention encoder layers and convolutions of the
+  ``MSDeformAttnPixelDecoder``, which keeps autocast off for itself (the official fp16 guard).
+  Every region hands float32 back, so the residual stream between encoder layers, the head's
+  outputs and all post-processing stay in float32. Training is unaffected
+  (``SOLVER.AMP`` is the training switch).
+* ``MODEL.CHANNELS_LAST`` (default True): the backbone reads its input in channels-last
+  (NHWC) memory layout, which oneDNN convolutions on CPU use natively (otherwise every
+  convolution reorders its input and output); its output maps are handed on in the usual
+  layout, so nothing downstream changes. Same arithmetic, a different summation order
+  (differences ~1e-6 relative).
+* ``MODEL.COMPILE``: ``torch.compile`` of the backbone and of the segmentation head, in place
+  (``nn.Module.compile``, so state_dict keys and checkpoints are unchanged), for training and
+  inference. Pre- and post-processing stay eager (Python lists, data-dependent shapes).
+
+Precision regions are forward pre-hooks entering an autocast context and forward hooks (always
+called, also on an exception) leaving it: no module is replaced or re-parented.
+"""
+from __future__ import annotations
+
+import threading
+from typing import Any, List
+
+import torch
+from torch import nn
+
+__all__ = ["PRECISIONS", "apply_execution_options", "autocast_inference", "channels_last_backbone",
+           "compile_network"]
+
+PRECISIONS = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def _to_float32(value: Any) -> Any:
+    """Reduced-precision floating tensors in (nested) tuples / lists / dicts -> float32."""
+    if isinstance(value, torch.Tensor):
+        return value.float() if value.is_floating_point() and value.dtype != torch.float32 else value
+    if isinstance(value, dict):
+        return type(value)((k, _to_float32(v)) for k, v in value.items())
+    if isinstance(value, (list, tuple)) and not hasattr(value, "_fields"):
+        return type(value)(_to_float32(v) for v in value)
+    if hasattr(value, "_fields"):  # namedtuple (e.g. PixelDecoderOutput)
+        return type(value)(*(_to_float32(v) for v in value))
+    return value
+
+
+class _AutocastRegion:
+    """Hooks that run one module's forward under autocast of ``dtype`` in eval mode."""
+
+    def __init__(self, dtype: torch.dtype):
+        self.dtype = dtype
+        self._local = threading.local()  # autocast state is per thread, so is this stack
+
+    def _stack(self) -> List[Any]:
+        if not hasattr(self._local, "stack"):
+            self._local.stack = []
+        return self._local.stack
+
+    def enter(self, module: nn.Module, args: Any) -> None:
+        context = None
+        if not module.training:
+            device = next((p.device.type for p in module.parameters()), "cpu")
+            context = torch.autocast(device_type=device, dtype=self.dtype)
+            context.__enter__()
+        self._stack().append(context)
+
+    def exit(self, module: nn.Module, args: Any, output: Any) -> Any:
+        context = self._stack().pop()
+        if context is None:
+            return None
+        context.__exit__(None, None, None)
+        return _to_float32(output)
+
+    def attach(self, module: nn.Module) -> None:
+        module.register_forward_pre_hook(self.enter)
+        module.register_forward_hook(self.exit, always_call=True)
+
+
+def _precision_regions(model: nn.Module) -> List[nn.Module]:
+    """The modules whose forward runs under autocast (see the module docstring)."""
+    from .pixel_decoder.msdeformattn import MSDeformAttnPixelDecoder
+
+    regions = [m for m in (getattr(model, "backbone", None), getattr(model, "sem_seg_head", None))
+               if m is not None]
+    if not regions:
+        raise ValueError(f"MODEL.PRECISION: {type(model).__name__} has neither a backbone nor a "
+                         "sem_seg_head to run in reduced precision")
+    for module in model.modules():
+        if isinstance(module, MSDeformAttnPixelDecoder):  # autocast is off inside: re-enable per part
+            for name, child in module.named_children():
+                if name == "transformer":
+                    regions.extend(child.encoder.layers)
+                elif isinstance(child, nn.ModuleList):  # never called itself: its members are
+                    regions.extend(child)
+                else:
+                    regions.append(child)
+    return regions
+
+
+def autocast_inference(model: nn.Module, dtype: torch.dtype) -> nn.Module:
+    """Make ``model`` (a meta-architecture) run its network under autocast of ``dtype`` whenever
+    it is in eval mode; returns the same object."""
+    region = _AutocastRegion(dtype)
+    for module in _precision_regions(model):
+        region.attach(module)
+    model.inference_precision = dtype
+    return model
+
+
+def _input_channels_last(module: nn.Module, args: Any) -> Any:
+    x = args[0] if args else None
+    if isinstance(x, torch.Tensor) and x.dim() == 4 and x.device.type == "cpu":
+        return (x.contiguous(memory_format=torch.channels_last),) + tuple(args[1:])
+    return None
+
+
+def _outputs_contiguous(module: nn.Module, args: Any, output: Any) -> Any:
+    if isinstance(output, dict):
+        return {k: v.contiguous() if isinstance(v, torch.Tensor) else v for k, v in output.items()}
+    return None
+
+
+def channels_last_backbone(model: nn.Module) -> nn.Module:
+    """CPU only: the backbone computes in channels-last layout and returns contiguous maps."""
+    backbone = getattr(model, "backbone", None)
+    if backbone is None:
+        raise ValueError(f"MODEL.CHANNELS_LAST: {type(model).__name__} has no backbone")
+    backbone.register_forward_pre_hook(_input_channels_last)
+    backbone.register_forward_hook(_outputs_contiguous)
+    return model
+
+
+def compile_network(model: nn.Module, **compile_kwargs: Any) -> nn.Module:
+    """``torch.compile`` the backbone and the segmentation head in place; returns ``model``."""
+    parts = [m for m in (getattr(model, "backbone", None), getattr(model, "sem_seg_head", None))
+             if m is not None]
+    if not parts:
+        raise ValueError(f"MODEL.COMPILE: {type(model).__name__} has neither a backbone nor a sem_seg_head")
+    for part in parts:
+        part.compile(**compile_kwargs)
+    return model
+
+
+def apply_execution_options(model: nn.Module, cfg) -> nn.Module:
+    """Apply ``MODEL.CHANNELS_LAST``, ``MODEL.PRECISION`` and ``MODEL.COMPILE`` to a freshly
+    built model."""
+    precision = str(cfg.MODEL.PRECISION).lower()
+    if precision not in PRECISIONS:
+        raise ValueError(f"cfg.MODEL.PRECISION = {cfg.MODEL.PRECISION!r} is not one of {sorted(PRECISIONS)}")
+    if cfg.MODEL.CHANNELS_LAST:
+        channels_last_backbone(model)
+    if PRECISIONS[precision] != torch.float32:
+        autocast_inference(model, PRECISIONS[precision])
+    if cfg.MODEL.COMPILE:
+        compile_network(model)
+    return model

@@ -1,0 +1,149 @@
+"""Execution options of built models (modeling/execution.py): MODEL.PRECISION, MODEL.CHANNELS_LAST,
+MODEL.COMPILE. Each option runs and agrees with the default float32 path within a stated tolerance."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+import mask2former.data  # noqa: F401  (built-in metadata, as the engine does)
+from mask2former.checkpoint import DetectionCheckpointer
+from mask2former.config import get_cfg
+from mask2former.modeling import build_model
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SHAPES = REPO_ROOT / "configs" / "shapes" / "panoptic-segmentation" / "maskformer2_R18_bs8_1k.yaml"
+
+# bf16 keeps 8 mantissa bits: on the tiny random-weight reference model (near-uniform class
+# scores, so many per-pixel near-ties) we measured 96.6 % identical panoptic pixels and 87.5 %
+# identical semantic argmax pixels (docs/performance.md); the bounds leave a little room.
+MIN_SAME_PANOPTIC = 0.95
+MIN_SAME_ARGMAX = 0.85
+
+
+def _shapes_cfg(**overrides):
+    cfg = get_cfg()
+    cfg.merge_from_file(str(SHAPES))
+    cfg.MODEL.DEVICE = "cpu"
+    cfg.MODEL.WEIGHTS = ""
+    for key, value in overrides.items():
+        node = cfg
+        *path, last = key.split(".")
+        for name in path:
+            node = node[name]
+        node[last] = value
+    return cfg
+
+
+def _images(seed: int = 0, size=(64, 96)):
+    gen = torch.Generator().manual_seed(seed)
+    return [{"image": (torch.rand(3, *size, generator=gen) * 255).round(), "height": size[0], "width": size[1]}]
+
+
+def _reference_case(reference_dir: Path, precision: str):
+    case = reference_dir / "official_outputs" / "m2f_swin_panoptic"
+    cfg = get_cfg()
+    cfg.merge_from_file(str(case / "config.yaml"))
+    cfg.MODEL.DEVICE = "cpu"
+    cfg.MODEL.PRECISION = precision
+    model = build_model(cfg)
+    DetectionCheckpointer(model).load(str(case / "model_final.pkl"))
+    return model.eval(), torch.load(case / "inputs.pt", weights_only=True)
+
+
+def test_bfloat16_inference_agrees_with_float32_on_the_reference_case(reference_dir):
+    fp32, inputs = _reference_case(reference_dir, "float32")
+    bf16, _ = _reference_case(reference_dir, "bfloat16")
+    seen = {}
+    # the deformable encoder (autocast off inside the pixel decoder) and the decoder do run in bf16
+    encoder_linear = bf16.sem_seg_head.pixel_decoder.transformer.encoder.layers[0].linear1
+    encoder_linear.register_forward_hook(lambda m, a, out: seen.update(encoder=out.dtype))
+    bf16.sem_seg_head.predictor.class_embed.register_forward_hook(lambda m, a, out: seen.update(decoder=out.dtype))
+    bf16.sem_seg_head.register_forward_hook(lambda m, a, out: seen.update(head=out["pred_masks"].dtype))
+    with torch.no_grad():
+        [a], [b] = fp32(inputs), bf16(inputs)
+    assert seen == {"encoder": torch.bfloat16, "decoder": torch.bfloat16, "head": torch.float32}
+    assert b["sem_seg"].dtype == torch.float32 and b["sem_seg"].shape == a["sem_seg"].shape
+    same_argmax = (a["sem_seg"].argmax(0) == b["sem_seg"].argmax(0)).float().mean().item()
+    (pan_a, info_a), (pan_b, info_b) = a["panoptic_seg"], b["panoptic_seg"]
+    same_panoptic = (pan_a == pan_b).float().mean().item()
+    assert same_argmax >= MIN_SAME_ARGMAX, same_argmax
+    assert same_panoptic >= MIN_SAME_PANOPTIC, same_panoptic
+    assert info_a == info_b
+    assert not torch.equal(a["sem_seg"], b["sem_seg"])  # it did compute in another precision
+
+
+def test_precision_leaves_training_in_float32_and_rejects_unknown_values():
+    torch.manual_seed(0)
+    model = build_model(_shapes_cfg(**{"MODEL.PRECISION": "bfloat16"}))
+    seen = []
+    model.sem_seg_head.predictor.class_embed.register_forward_hook(lambda m, a, out: seen.append(out.dtype))
+    model.train()
+    model.sem_seg_head(model.backbone(torch.randn(1, 3, 64, 64)))
+    model.eval()
+    with torch.no_grad():
+        model(_images())
+    assert seen[0] == torch.float32 and seen[-1] == torch.bfloat16
+    with pytest.raises(ValueError, match="MODEL.PRECISION = 'int8'"):
+        build_model(_shapes_cfg(**{"MODEL.PRECISION": "int8"}))
+
+
+def test_channels_last_backbone_gives_the_same_results():
+    results, layouts = {}, {}
+    for flag in (False, True):
+        torch.manual_seed(0)
+        model = build_model(_shapes_cfg(**{"MODEL.CHANNELS_LAST": flag})).eval()
+        model.backbone.stem.conv1.register_forward_hook(
+            lambda m, a, out, flag=flag: layouts.update({flag: out.is_contiguous(memory_format=torch.channels_last)}))
+        feats = {}
+        model.backbone.register_forward_hook(lambda m, a, out: feats.update(out))
+        with torch.no_grad():
+            results[flag] = model(_images())[0]
+        assert all(f.is_contiguous() for f in feats.values())  # handed on in the usual layout
+    assert layouts == {False: False, True: True}
+    torch.testing.assert_close(results[True]["sem_seg"], results[False]["sem_seg"], atol=1e-4, rtol=1e-4)
+    assert torch.equal(results[True]["panoptic_seg"][0], results[False]["panoptic_seg"][0])
+
+
+@pytest.mark.slow
+def test_compiled_model_agrees_with_eager_and_keeps_its_state_dict():
+    if shutil.which("g++") is None and shutil.which("c++") is None:
+        pytest.skip("torch.compile (inductor) needs a C++ compiler on CPU")
+    torch.manual_seed(0)
+    eager = build_model(_shapes_cfg()).eval()
+    torch.manual_seed(0)
+    compiled = build_model(_shapes_cfg(**{"MODEL.COMPILE": True})).eval()
+    assert list(compiled.state_dict()) == list(eager.state_dict())
+    compiled.load_state_dict(eager.state_dict())
+    images = _images()
+    with torch.no_grad():
+        expected = eager(images)[0]
+        try:
+            actual = compiled(images)[0]
+        except Exception as e:  # compiler toolchain problems surface as backend errors
+            if "CppCompileError" in type(e).__name__ or "InvalidCxxCompiler" in type(e).__name__:
+                pytest.skip(f"torch.compile toolchain unavailable: {e}")
+            raise
+    torch.testing.assert_close(actual["sem_seg"], expected["sem_seg"], atol=1e-4, rtol=1e-4)
+    # training through the compiled parts: the same losses
+    model_inputs = _images()
+    targets = torch.zeros(1, 64, 96, dtype=torch.bool)
+    targets[0, 10:40, 20:60] = True
+    from mask2former.structures import BitMasks, Instances
+    inst = Instances((64, 96))
+    inst.gt_classes = torch.tensor([1])
+    inst.gt_masks = BitMasks(targets)
+    model_inputs[0]["instances"] = inst
+    losses = {}
+    for name, model in (("eager", eager), ("compiled", compiled)):
+        model.train()
+        torch.manual_seed(1)  # the same point sampling
+        out = model(model_inputs)
+        losses[name] = sum(out.values())
+        losses[name].backward()
+    torch.testing.assert_close(losses["compiled"], losses["eager"], atol=1e-4, rtol=1e-4)
+    grad_e = eager.sem_seg_head.predictor.class_embed.weight.grad
+    grad_c = compiled.sem_seg_head.predictor.class_embed.weight.grad
+    torch.testing.assert_close(grad_c, grad_e, atol=1e-4, rtol=1e-3)
