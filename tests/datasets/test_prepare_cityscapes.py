@@ -112,3 +112,11 @@ def test_missing_folders_and_files_are_named(tmp_path: Path):
         f.unlink()
     with pytest.raises(FileNotFoundError, match=r"No gtFine/val/<city>/\*_gtFine_instanceIds.png"):
         prep.main(["--root", str(tmp_path), "--workers", "1", "--label-splits", "val", "--panoptic-splits", "val"])
+
+
+def test_help_names_the_root_variable_and_the_outputs(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        prep.main(["--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert "DETECTRON2_DATASETS" in out and "labelTrainIds" in out and "cityscapes_panoptic_" in out
