@@ -258,6 +258,12 @@ def export_model(cfg, model: nn.Module, output_dir: str, *, fmt: str = "onnx",
         raise ValueError(f"the export sample must be (1, 3, H, W), got {tuple(sample.shape)}")
     if dynamic and (sample.shape[-2] % 32 or sample.shape[-1] % 32):
         raise ValueError(f"a --dynamic export traces on a multiple of 32, got {tuple(sample.shape[-2:])}")
+    if dynamic and type(model.backbone).__name__ == "D2SwinTransformer":
+        raise ValueError(
+            "--dynamic is not supported for the Swin backbone (MODEL.BACKBONE.NAME "
+            "D2SwinTransformer): its window padding makes floor/modulo size expressions that "
+            "torch.export did not finish solving in 20 minutes; export a static --input-size"
+        )
     wrapper = ExportableMaskFormer(model).eval()
     os.makedirs(output_dir, exist_ok=True)
     if fmt == "onnx":

@@ -53,3 +53,10 @@ def test_results_match_eager_at_two_sizes(dynamic_export, size):
     order = ref["instances"].scores.argsort(descending=True).numpy()
     np.testing.assert_array_equal(result["instances"]["pred_classes"], ref["instances"].pred_classes.numpy()[order])
     np.testing.assert_array_equal(result["instances"]["pred_masks"], ref["instances"].pred_masks.numpy()[order])
+
+
+def test_dynamic_swin_is_refused_clearly(tmp_path):
+    cfg, model = tiny_model("swin_msdeform_m2f")
+    with pytest.raises(ValueError, match="--dynamic is not supported for the Swin backbone"):
+        export_model(cfg, model, str(tmp_path), fmt="onnx", dynamic=True)
+    assert not (tmp_path / "model.onnx").exists()
