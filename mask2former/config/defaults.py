@@ -174,6 +174,8 @@ _C.MODEL.SWIN.USE_CHECKPOINT = False  # activation checkpointing
 # ---------------------------------------------------------------------------------------------
 _C.MODEL.SEM_SEG_HEAD = CN()
 _C.MODEL.SEM_SEG_HEAD.NAME = "SemSegFPNHead"
+# [project] Activation checkpointing of the MSDeformAttn pixel decoder's encoder layers (training).
+_C.MODEL.SEM_SEG_HEAD.CHECKPOINT = False
 _C.MODEL.SEM_SEG_HEAD.IN_FEATURES = ["p2", "p3", "p4", "p5"]
 # Ground-truth label that is ignored by the losses.
 _C.MODEL.SEM_SEG_HEAD.IGNORE_VALUE = 255
@@ -208,6 +210,8 @@ _C.MODEL.MS_DEFORM_ATTN.IMPL = "auto"
 # Mask(2)Former: transformer decoder, losses, inference
 # ---------------------------------------------------------------------------------------------
 _C.MODEL.MASK_FORMER = CN()
+# [project] Activation checkpointing of the masked-attention decoder layers (training).
+_C.MODEL.MASK_FORMER.CHECKPOINT = False
 # Losses.
 _C.MODEL.MASK_FORMER.DEEP_SUPERVISION = True
 _C.MODEL.MASK_FORMER.NO_OBJECT_WEIGHT = 0.1

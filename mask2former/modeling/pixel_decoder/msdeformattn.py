@@ -14,6 +14,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint as activation_checkpoint
 
 from ...config.configurable import configurable
 from ...layers import (
@@ -70,6 +71,8 @@ class MSDeformAttnTransformerEncoder(nn.Module):
         super().__init__()
         self.layers = get_clones(encoder_layer, num_layers)
         self.num_layers = num_layers
+        # [project] MODEL.SEM_SEG_HEAD.CHECKPOINT: recompute each layer in backward (training)
+        self.checkpoint = False
 
     @staticmethod
     def get_reference_points(spatial_shapes: Sequence[Tuple[int, int]], valid_ratios: Tensor,
@@ -101,8 +104,13 @@ class MSDeformAttnTransformerEncoder(nn.Module):
         shapes = spatial_shapes.tolist() if isinstance(spatial_shapes, Tensor) else spatial_shapes
         reference_points = self.get_reference_points(shapes, valid_ratios, src.device)
         output = src
+        recompute = self.checkpoint and self.training and torch.is_grad_enabled()
         for layer in self.layers:
-            output = layer(output, pos, reference_points, spatial_shapes, level_start_index, padding_mask)
+            if recompute:  # keeps only each layer's input; dropout masks are replayed
+                output = activation_checkpoint(layer, output, pos, reference_points, spatial_shapes,
+                                               level_start_index, padding_mask, use_reentrant=False)
+            else:
+                output = layer(output, pos, reference_points, spatial_shapes, level_start_index, padding_mask)
         return output
 
 
@@ -179,7 +187,7 @@ class MSDeformAttnPixelDecoder(PixelDecoder):
                  transformer_nheads: int, transformer_dim_feedforward: int,
                  transformer_enc_layers: int, conv_dim: int, mask_dim: int,
                  norm: NormSpec = None,
-                 transformer_in_features: List[str], common_stride: int):
+                 transformer_in_features: List[str], common_stride: int, checkpoint: bool = False):
         """
         Args:
             input_shape: channels / stride of every input feature (e.g. res2..res5).
@@ -188,6 +196,8 @@ class MSDeformAttnPixelDecoder(PixelDecoder):
             norm: norm of the FPN convs.
             transformer_in_features: features fed to the encoder (e.g. res3, res4, res5).
             common_stride: stride of the mask features; FPN levels are added down to it.
+            checkpoint: activation checkpointing of the encoder layers in training (less
+                memory, one more forward of the encoder in backward).
         """
         super().__init__()
         missing = [f for f in transformer_in_features if f not in input_shape]
@@ -224,6 +234,7 @@ class MSDeformAttnPixelDecoder(PixelDecoder):
             num_encoder_layers=transformer_enc_layers,
             num_feature_levels=self.transformer_num_feature_levels,
         )
+        self.transformer.encoder.checkpoint = checkpoint
         self.pe_layer = PositionEmbeddingSine(conv_dim // 2, normalize=True)
 
         self.mask_dim = mask_dim
@@ -258,6 +269,7 @@ class MSDeformAttnPixelDecoder(PixelDecoder):
             "transformer_enc_layers": head.TRANSFORMER_ENC_LAYERS,
             "transformer_in_features": head.DEFORMABLE_TRANSFORMER_ENCODER_IN_FEATURES,
             "common_stride": head.COMMON_STRIDE,
+            "checkpoint": head.CHECKPOINT,
         }
 
     def output_shape(self) -> PixelDecoderOutput:

@@ -20,6 +20,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint as activation_checkpoint
 from torch.nn import functional as F
 
 from ...config.configurable import configurable
@@ -180,6 +181,7 @@ class MultiScaleMaskedTransformerDecoder(nn.Module):
         pre_norm: bool,
         mask_dim: int,
         enforce_input_project: bool,
+        checkpoint: bool = False,
     ):
         """
         Args:
@@ -195,6 +197,8 @@ class MultiScaleMaskedTransformerDecoder(nn.Module):
             mask_dim: channels of ``mask_features``.
             enforce_input_project: add the 1x1 input projection even when
                 ``in_channels == hidden_dim``.
+            checkpoint: activation checkpointing of each layer's cross-attention, self-attention
+                and FFN in training (recomputed in backward; predictions are kept for the losses).
         """
         super().__init__()
         if not mask_classification:
@@ -205,6 +209,7 @@ class MultiScaleMaskedTransformerDecoder(nn.Module):
 
         self.num_heads = nheads
         self.num_layers = dec_layers
+        self.checkpoint = checkpoint
         self.transformer_self_attention_layers = nn.ModuleList(
             SelfAttentionLayer(hidden_dim, nheads, dropout=0.0, normalize_before=pre_norm)
             for _ in range(dec_layers)
@@ -256,6 +261,7 @@ class MultiScaleMaskedTransformerDecoder(nn.Module):
             "pre_norm": cfg.MODEL.MASK_FORMER.PRE_NORM,
             "enforce_input_project": cfg.MODEL.MASK_FORMER.ENFORCE_INPUT_PROJ,
             "mask_dim": cfg.MODEL.SEM_SEG_HEAD.MASK_DIM,
+            "checkpoint": cfg.MODEL.MASK_FORMER.CHECKPOINT,
         }
 
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys,
@@ -314,13 +320,14 @@ class MultiScaleMaskedTransformerDecoder(nn.Module):
         predictions_class.append(outputs_class)
         predictions_mask.append(outputs_mask)
 
+        recompute = self.checkpoint and self.training and torch.is_grad_enabled()
         for i in range(self.num_layers):
             level = i % self.num_feature_levels
-            output = self.transformer_cross_attention_layers[i](
-                output, src[level], allowed=allowed, pos=pos[level], query_pos=query_pos
-            )
-            output = self.transformer_self_attention_layers[i](output, query_pos=query_pos)
-            output = self.transformer_ffn_layers[i](output)
+            if recompute:
+                output = activation_checkpoint(self._layer, i, output, src[level], allowed, pos[level],
+                                               query_pos, use_reentrant=False)
+            else:
+                output = self._layer(i, output, src[level], allowed, pos[level], query_pos)
 
             is_last = i == self.num_layers - 1
             next_size = None if is_last else sizes[(i + 1) % self.num_feature_levels]
@@ -335,6 +342,15 @@ class MultiScaleMaskedTransformerDecoder(nn.Module):
             "pred_masks": predictions_mask[-1],
             "aux_outputs": self._set_aux_loss(predictions_class, predictions_mask),
         }
+
+    def _layer(self, i: int, output: Tensor, src: Tensor, allowed: Optional[Tensor], pos: Tensor,
+               query_pos: Tensor) -> Tensor:
+        """Decoder layer ``i``: masked cross-attention, self-attention, FFN; (B, Q, C) -> (B, Q, C)."""
+        output = self.transformer_cross_attention_layers[i](
+            output, src, allowed=allowed, pos=pos, query_pos=query_pos
+        )
+        output = self.transformer_self_attention_layers[i](output, query_pos=query_pos)
+        return self.transformer_ffn_layers[i](output)
 
     def forward_prediction_heads(
         self, output: Tensor, mask_features: Tensor, attn_mask_target_size: Optional[Sequence[int]]
