@@ -240,7 +240,7 @@ def _with_derived(groups: Dict[str, str]) -> Dict[str, str]:
     return out
 
 
-def _underive(template: str, groups: Dict[str, str]) -> Dict[str, str]:
+def _underive(groups: Dict[str, str]) -> Dict[str, str]:
     out = dict(groups)
     for new, (old, offset) in _DERIVED.items():
         if new in groups:
@@ -326,7 +326,7 @@ def convert_d2_to_hf_state_dict(d2_state: Mapping[str, torch.Tensor], config: Ma
             continue
         idx, groups = hit
         rule = compiled.rules[idx]
-        groups = _underive(rule.d2, groups)
+        groups = _underive(groups)
         if len(rule.hf) == 1:
             out[rule.hf[0].format(**groups)] = value
             continue
@@ -336,6 +336,9 @@ def convert_d2_to_hf_state_dict(d2_state: Mapping[str, torch.Tensor], config: Ma
             out[template.format(**groups)] = part.clone()
     if unknown:
         raise ValueError(f"{len(unknown)} weight(s) have no Hugging Face counterpart, e.g. {unknown[:5]}")
+    if backbone.get("model_type") == "resnet":  # BatchNorm's step counter (dropped on the way in): 0
+        for key in [k for k in out if k.endswith("normalization.running_var")]:
+            out[key[: -len("running_var")] + "num_batches_tracked"] = torch.tensor(0, dtype=torch.int64)
     # Swin's classifier norm (dropped on the way in): written as LayerNorm's initial identity
     last_norm = sorted(k for k in d2_state if re.fullmatch(r"backbone\.norm\d+\.weight", k))
     if last_norm:
