@@ -2,7 +2,8 @@
 
 * :class:`SetCriterion` (Mask2Former): class CE with a down-weighted no-object class, and
   sigmoid BCE + dice on ``num_points`` importance-sampled points per matched mask (memory does
-  not grow with the prediction's resolution).
+  not grow with the prediction's resolution; target masks are read at the points in their own
+  bool storage, never copied to float).
 * :class:`SetCriterionV1` (MaskFormer v1): same class loss, sigmoid focal + dice on full-res
   masks (predictions bilinearly upsampled to the target size).
 
@@ -21,7 +22,12 @@ from torch.nn import functional as F
 
 from ..config import configurable
 from .matcher import HungarianMatcher, HungarianMatcherV1, MatchIndices
-from .point_sampling import calculate_uncertainty, get_uncertain_point_coords_with_randomness, point_sample
+from .point_sampling import (
+    calculate_uncertainty,
+    get_uncertain_point_coords_with_randomness,
+    point_sample,
+    point_sample_binary,
+)
 
 __all__ = [
     "SetCriterion",
@@ -78,6 +84,24 @@ def _matched_target_masks(targets: Targets, indices: MatchIndices) -> torch.Tens
             masks = padded
         selected.append(masks)
     return torch.cat(selected, dim=0)
+
+
+def _matched_target_points(targets: Targets, indices: MatchIndices, point_coords: torch.Tensor) -> torch.Tensor:
+    """Matched target masks read at ``point_coords`` (M, P, 2), in match order: (M, P) float.
+
+    Equal to sampling :func:`_matched_target_masks` (zero-padded to the batch's largest mask)
+    with ``point_sample``, but reads each image's masks in their own storage (bool / uint8),
+    so no float or padded copy of the full-resolution masks is made (issue 11).
+    """
+    h_max = max(t["masks"].shape[-2] for t in targets)
+    w_max = max(t["masks"].shape[-1] for t in targets)
+    labels, start = [], 0
+    for t, (_, tgt_idx) in zip(targets, indices):
+        masks = t["masks"][tgt_idx.to(t["masks"].device)]  # (M_b, H_b, W_b)
+        coords = point_coords[start:start + len(masks)]
+        start += len(masks)
+        labels.append(point_sample_binary(masks, coords.to(masks.device), size=(h_max, w_max)))
+    return torch.cat(labels).to(point_coords.device)  # (M, P)
 
 
 def _check_targets(targets: Optional[Targets], batch_size: int, mask_layout: str = "(N, H, W)") -> None:
@@ -200,10 +224,8 @@ class SetCriterion(nn.Module):
     ) -> Dict[str, torch.Tensor]:
         """Sigmoid BCE + dice of matched masks on importance-sampled points."""
         src_masks = outputs["pred_masks"][self._src_permutation_idx(indices)]  # (M, Hp, Wp)
-        target_masks = _matched_target_masks(targets, indices).to(src_masks)  # (M, H, W)
         # Normalised point coordinates: no need to bring both to one resolution.
         src_masks = src_masks[:, None]  # (M, 1, Hp, Wp)
-        target_masks = target_masks[:, None]  # (M, 1, H, W)
         with torch.no_grad():
             point_coords = get_uncertain_point_coords_with_randomness(
                 src_masks,
@@ -212,7 +234,7 @@ class SetCriterion(nn.Module):
                 self.oversample_ratio,
                 self.importance_sample_ratio,
             )  # (M, P, 2)
-            point_labels = point_sample(target_masks, point_coords, align_corners=False).squeeze(1)  # (M, P)
+            point_labels = _matched_target_points(targets, indices, point_coords).to(src_masks)  # (M, P)
         point_logits = point_sample(src_masks, point_coords, align_corners=False).squeeze(1)  # (M, P)
         return {
             "loss_mask": sigmoid_ce_loss(point_logits, point_labels, num_masks),

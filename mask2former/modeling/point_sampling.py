@@ -6,12 +6,13 @@ top-left corner of the top-left pixel, not its centre.
 """
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Optional, Tuple
 
 import torch
 from torch.nn import functional as F
 
-__all__ = ["point_sample", "get_uncertain_point_coords_with_randomness", "calculate_uncertainty"]
+__all__ = ["point_sample", "point_sample_binary", "get_uncertain_point_coords_with_randomness",
+           "calculate_uncertainty"]
 
 
 def point_sample(input: torch.Tensor, point_coords: torch.Tensor, **kwargs) -> torch.Tensor:
@@ -32,6 +33,44 @@ def point_sample(input: torch.Tensor, point_coords: torch.Tensor, **kwargs) -> t
     if squeeze:
         output = output.squeeze(3)  # (N, C, P)
     return output
+
+
+def point_sample_binary(masks: torch.Tensor, point_coords: torch.Tensor,
+                        size: Optional[Tuple[int, int]] = None) -> torch.Tensor:
+    """:func:`point_sample` (``align_corners=False``, zero padding) of binary masks, read
+    straight from their bool / uint8 storage: no float copy of the full-resolution masks.
+
+    The four neighbours of every point are gathered and weighted bilinearly, the formula
+    ``grid_sample`` evaluates (equal to it up to float rounding, ~1e-7).
+
+    Args:
+        masks: (M, H, W) bool / integer / float masks with values in {0, 1}.
+        point_coords: (M, P, 2) points in ``[0, 1]^2``, ``(x, y)`` order.
+        size: (Hs, Ws) >= (H, W): the frame the coordinates are normalised to, with the masks
+            in its top-left corner and zeros elsewhere (a zero-padded batch); default (H, W).
+
+    Returns:
+        (M, P) float32 values in [0, 1].
+    """
+    num, height, width = masks.shape
+    frame_h, frame_w = size if size is not None else (height, width)
+    if frame_h < height or frame_w < width:
+        raise ValueError(f"point_sample_binary: size {(frame_h, frame_w)} is smaller than the masks {(height, width)}")
+    x = point_coords[..., 0].float() * frame_w - 0.5  # (M, P) pixel coordinates, centres at k + 0.5
+    y = point_coords[..., 1].float() * frame_h - 0.5
+    x0, y0 = x.floor(), y.floor()
+    wx1, wy1 = x - x0, y - y0
+    x0, y0 = x0.long(), y0.long()
+    flat = masks.reshape(num, height * width)
+    out = torch.zeros_like(x)
+    for dy, wy in ((0, 1 - wy1), (1, wy1)):
+        for dx, wx in ((0, 1 - wx1), (1, wx1)):
+            yy, xx = y0 + dy, x0 + dx
+            inside = (yy >= 0) & (yy < height) & (xx >= 0) & (xx < width)
+            index = (yy.clamp(0, height - 1) * width + xx.clamp(0, width - 1))  # (M, P)
+            value = flat.gather(1, index).to(out.dtype) * inside
+            out += wy * wx * value
+    return out
 
 
 def calculate_uncertainty(logits: torch.Tensor) -> torch.Tensor:

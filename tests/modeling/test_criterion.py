@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from mask2former.modeling.criterion import (
     SetCriterion,
     _average_num_masks,
+    _matched_target_points,
     SetCriterionV1,
     build_criterion,
     dice_loss,
@@ -131,6 +132,21 @@ def test_m2f_loss_masks_equals_losses_on_sampled_points():
     labels = point_sample(tgt, coords, align_corners=False)[:, 0]
     torch.testing.assert_close(losses["loss_mask"], sigmoid_ce_loss(logits, labels, 2.0))
     torch.testing.assert_close(losses["loss_dice"], dice_loss(logits, labels, 2.0))
+
+
+def test_m2f_target_points_of_images_of_different_sizes_are_read_in_the_padded_frame():
+    # the float, zero-padded (M, Hmax, Wmax) targets the official code samples, built here by hand
+    gen = torch.Generator().manual_seed(0)
+    targets = [{"labels": torch.tensor([0, 1, 1]), "masks": torch.rand(3, 12, 20, generator=gen) > 0.5},
+               {"labels": torch.tensor([1, 0]), "masks": torch.rand(2, 16, 14, generator=gen) > 0.5}]
+    indices = [(torch.tensor([4, 0]), torch.tensor([2, 0])), (torch.tensor([1]), torch.tensor([1]))]
+    padded = torch.zeros(3, 16, 20)
+    padded[0, :12, :20] = targets[0]["masks"][2].float()
+    padded[1, :12, :20] = targets[0]["masks"][0].float()
+    padded[2, :16, :14] = targets[1]["masks"][1].float()
+    coords = torch.rand(3, 300, 2, generator=gen)
+    expected = point_sample(padded[:, None], coords, align_corners=False)[:, 0]
+    torch.testing.assert_close(_matched_target_points(targets, indices, coords), expected, atol=1e-5, rtol=0)
 
 
 def test_m2f_mask_losses_reward_correct_masks():

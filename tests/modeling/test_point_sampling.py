@@ -8,6 +8,7 @@ from mask2former.modeling.point_sampling import (
     calculate_uncertainty,
     get_uncertain_point_coords_with_randomness,
     point_sample,
+    point_sample_binary,
 )
 
 
@@ -82,3 +83,23 @@ def test_importance_sampling_rejects_bad_ratios():
         get_uncertain_point_coords_with_randomness(logits, calculate_uncertainty, 4, 0.5, 0.5)
     with pytest.raises(ValueError, match="importance_sample_ratio"):
         get_uncertain_point_coords_with_randomness(logits, calculate_uncertainty, 4, 2, 1.5)
+
+
+@pytest.mark.parametrize("dtype", [torch.bool, torch.uint8, torch.float32])
+def test_point_sample_binary_equals_grid_sample_of_the_float_masks(dtype):
+    gen = torch.Generator().manual_seed(0)
+    masks = torch.rand(4, 23, 31, generator=gen) > 0.5
+    coords = torch.rand(4, 500, 2, generator=gen)
+    coords[:, :4] = torch.tensor([[0.0, 0.0], [1.0, 1.0], [0.0, 1.0], [0.5 / 31, 0.5 / 23]])  # borders, a centre
+    expected = point_sample(masks.float()[:, None], coords, align_corners=False)[:, 0]
+    actual = point_sample_binary(masks.to(dtype), coords)
+    assert actual.dtype == torch.float32 and actual.shape == (4, 500)
+    torch.testing.assert_close(actual, expected, atol=1e-5, rtol=0)
+    assert actual[:, 3].tolist() == masks[:, 0, 0].float().tolist()  # a pixel centre reads that pixel
+    # a zero-padded frame: the masks in its top-left corner
+    padded = torch.zeros(4, 30, 40)
+    padded[:, :23, :31] = masks.float()
+    expected = point_sample(padded[:, None], coords, align_corners=False)[:, 0]
+    torch.testing.assert_close(point_sample_binary(masks, coords, size=(30, 40)), expected, atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match="smaller than the masks"):
+        point_sample_binary(masks, coords, size=(20, 40))
