@@ -57,6 +57,12 @@ class _AutocastRegion:
         self.dtype = dtype
         self._local = threading.local()  # autocast state is per thread, so is this stack
 
+    def __getstate__(self) -> dict:  # deepcopy / pickle of a model: a fresh per-thread stack
+        return {"dtype": self.dtype}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(state["dtype"])
+
     def _stack(self) -> List[Any]:
         if not hasattr(self._local, "stack"):
             self._local.stack = []

@@ -2,6 +2,7 @@
 MODEL.COMPILE. Each option runs and agrees with the default float32 path within a stated tolerance."""
 from __future__ import annotations
 
+import copy
 import shutil
 from pathlib import Path
 
@@ -86,6 +87,11 @@ def test_precision_leaves_training_in_float32_and_rejects_unknown_values():
     with torch.no_grad():
         model(_images())
     assert seen[0] == torch.float32 and seen[-1] == torch.bfloat16
+    copied = copy.deepcopy(model)  # e.g. for an EMA copy: the hooks come along and still work
+    copied.sem_seg_head.predictor.class_embed.register_forward_hook(lambda m, a, out: seen.append(("copy", out.dtype)))
+    with torch.no_grad():
+        copied(_images())
+    assert seen[-1] == ("copy", torch.bfloat16)
     with pytest.raises(ValueError, match="MODEL.PRECISION = 'int8'"):
         build_model(_shapes_cfg(**{"MODEL.PRECISION": "int8"}))
 
