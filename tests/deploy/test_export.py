@@ -106,6 +106,7 @@ def _pil_resize(image, h, w):
     return ResizeTransform(image.shape[0], image.shape[1], h, w).apply_image(image)
 
 
+@pytest.mark.slow
 def test_deploy_json(exported):
     with open(os.path.join(exported["dir"], "deploy.json")) as f:
         meta = json.load(f)
@@ -122,6 +123,7 @@ def test_deploy_json(exported):
     assert (meta["format"], meta["model_file"], meta["dynamic"]) == ("onnx", "model.onnx", False)
 
 
+@pytest.mark.slow
 def test_static_export_rejects_larger_images(exported):
     predictor = exported["predictor"]
     with pytest.raises(ValueError, match="does not fit the static export input 64x96"):

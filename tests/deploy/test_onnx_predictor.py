@@ -90,6 +90,7 @@ def test_deploy_json_errors(tmp_path):
         load_deploy_json(str(tmp_path))
 
 
+@pytest.mark.slow
 def test_predictor_rejects_torch_export_folder(tmp_path, static_export):
     from mask2former.deploy import ONNXPredictor
 
