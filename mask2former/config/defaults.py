@@ -45,6 +45,8 @@ _C.MODEL.PRECISION = "float32"
 _C.MODEL.CHANNELS_LAST = True
 # [project] torch.compile the backbone and the segmentation head (training and inference).
 _C.MODEL.COMPILE = False
+# [project] torch.compile backend of MODEL.COMPILE ("inductor"; "aot_eager" compiles no kernels).
+_C.MODEL.COMPILE_BACKEND = "inductor"
 
 # ---------------------------------------------------------------------------------------------
 # Input

@@ -18,7 +18,9 @@
   (differences ~1e-6 relative).
 * ``MODEL.COMPILE``: ``torch.compile`` of the backbone and of the segmentation head, in place
   (``nn.Module.compile``, so state_dict keys and checkpoints are unchanged), for training and
-  inference. Pre- and post-processing stay eager (Python lists, data-dependent shapes).
+  inference, with the backend ``MODEL.COMPILE_BACKEND`` (``"inductor"``: generated C++ /
+  Triton kernels; ``"aot_eager"``: graph capture without code generation, for checking).
+  Pre- and post-processing stay eager (Python lists, data-dependent shapes).
 
 Precision regions are forward pre-hooks entering an autocast context and forward hooks (always
 called, also on an exception) leaving it: no module is replaced or re-parented.
@@ -164,5 +166,5 @@ def apply_execution_options(model: nn.Module, cfg) -> nn.Module:
     if PRECISIONS[precision] != torch.float32:
         autocast_inference(model, PRECISIONS[precision])
     if cfg.MODEL.COMPILE:
-        compile_network(model)
+        compile_network(model, backend=cfg.MODEL.COMPILE_BACKEND)
     return model

@@ -3,7 +3,6 @@ MODEL.COMPILE. Each option runs and agrees with the default float32 path within 
 from __future__ import annotations
 
 import copy
-import shutil
 from pathlib import Path
 
 import pytest
@@ -115,23 +114,20 @@ def test_channels_last_backbone_gives_the_same_results():
 
 @pytest.mark.slow
 def test_compiled_model_agrees_with_eager_and_keeps_its_state_dict():
-    if shutil.which("g++") is None and shutil.which("c++") is None:
-        pytest.skip("torch.compile (inductor) needs a C++ compiler on CPU")
+    # "aot_eager": dynamo's graph capture and AOT autograd (where compiled semantics could
+    # differ) without inductor's C++ code generation, which took over 20 minutes for this model
+    # on the loaded 2-core development machine (docs/performance.md)
     torch.manual_seed(0)
     eager = build_model(_shapes_cfg()).eval()
     torch.manual_seed(0)
-    compiled = build_model(_shapes_cfg(**{"MODEL.COMPILE": True})).eval()
+    compiled = build_model(_shapes_cfg(**{"MODEL.COMPILE": True, "MODEL.COMPILE_BACKEND": "aot_eager"})).eval()
     assert list(compiled.state_dict()) == list(eager.state_dict())
     compiled.load_state_dict(eager.state_dict())
     images = _images()
     with torch.no_grad():
         expected = eager(images)[0]
-        try:
-            actual = compiled(images)[0]
-        except Exception as e:  # compiler toolchain problems surface as backend errors
-            if "CppCompileError" in type(e).__name__ or "InvalidCxxCompiler" in type(e).__name__:
-                pytest.skip(f"torch.compile toolchain unavailable: {e}")
-            raise
+        actual = compiled(images)[0]
+    assert compiled.backbone._compiled_call_impl is not None  # compiled in place
     torch.testing.assert_close(actual["sem_seg"], expected["sem_seg"], atol=1e-4, rtol=1e-4)
     # training through the compiled parts: the same losses
     model_inputs = _images()
