@@ -108,6 +108,9 @@ def test_channels_last_backbone_gives_the_same_results():
             results[flag] = model(_images())[0]
         assert all(f.is_contiguous() for f in feats.values())  # handed on in the usual layout
     assert layouts == {False: False, True: True}
+    model.train()  # training keeps the default layout
+    model.backbone(torch.rand(1, 3, 64, 64))
+    assert layouts[True] is False
     torch.testing.assert_close(results[True]["sem_seg"], results[False]["sem_seg"], atol=1e-4, rtol=1e-4)
     assert torch.equal(results[True]["panoptic_seg"][0], results[False]["panoptic_seg"][0])
 
