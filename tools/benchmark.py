@@ -221,22 +221,24 @@ RESNET50_YARDSTICK = "torchvision resnet50 features (yardstick)"
 def exported_runner(cfg, model: nn.Module, batch: List[Dict[str, Any]], backend: str,
                     threads: int) -> Callable[[], Any]:
     """A no-argument call running ``batch`` (one image) end to end through an export of ``model``
-    made in a temporary folder: pre-processing, network, post-processing."""
+    (made in a temporary folder, deleted once loaded): pre-processing, network, post-processing."""
     import tempfile
 
     from mask2former.deploy import ONNXPredictor
     from mask2former.deploy.export import export_model
     from mask2former.structures import ImageList
 
-    folder = tempfile.mkdtemp(prefix="m2f_benchmark_")
     size = tuple(batch[0]["image"].shape[-2:])
-    export_model(cfg, model, folder, fmt="onnx" if backend == "onnxruntime" else "torch_export",
-                 input_size=size)
+    with tempfile.TemporaryDirectory(prefix="m2f_benchmark_") as folder:  # loaded into memory below
+        export_model(cfg, model, folder, fmt="onnx" if backend == "onnxruntime" else "torch_export",
+                     input_size=size)
+        if backend == "onnxruntime":
+            predictor = ONNXPredictor(folder, num_threads=threads)
+        else:
+            program = torch.export.load(os.path.join(folder, "model.pt2")).module()
     if backend == "onnxruntime":
-        predictor = ONNXPredictor(folder, num_threads=threads)
         inputs = [{"image": x["image"].cpu().numpy(), "height": x["height"], "width": x["width"]} for x in batch]
         return lambda: predictor.predict_inputs(inputs)
-    program = torch.export.load(os.path.join(folder, "model.pt2")).module()
 
     def run() -> Any:
         images = ImageList.from_tensors([(x["image"] - model.pixel_mean) / model.pixel_std for x in batch],
