@@ -80,9 +80,8 @@ def deploy_metadata(cfg, model: nn.Module) -> Dict[str, Any]:
     mapping = getattr(metadata, "thing_dataset_id_to_contiguous_id", None) if metadata is not None else None
     if mapping is not None:
         thing_ids = sorted(int(v) for v in mapping.values())
-    if (model.panoptic_on or model.instance_on) and thing_ids is None and model.panoptic_on:
+    if model.panoptic_on and thing_ids is None:
         model.thing_ids()  # raises the meta-architecture's clear error
-    test = cfg.MODEL.MASK_FORMER.TEST
     return {
         "format_version": FORMAT_VERSION,
         "meta_architecture": cfg.MODEL.META_ARCHITECTURE,
@@ -107,7 +106,6 @@ def deploy_metadata(cfg, model: nn.Module) -> Dict[str, Any]:
         "instance_on": bool(model.instance_on),
         "sem_seg_postprocess_before_inference": bool(model.sem_seg_postprocess_before_inference),
         "panoptic_require_mask_prob": bool(model.panoptic_require_mask_prob),
-        "test_flags_from_config": {k: bool(test[k]) for k in ("SEMANTIC_ON", "PANOPTIC_ON", "INSTANCE_ON")},
     }
 
 

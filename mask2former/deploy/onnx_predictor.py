@@ -41,7 +41,7 @@ def load_deploy_json(export_dir: str) -> Dict[str, Any]:
         raise ValueError(f"{path} lacks the keys {missing}")
     if meta["input_format"] not in ("RGB", "BGR"):
         raise ValueError(f"{path}: input_format must be 'RGB' or 'BGR', got {meta['input_format']!r}")
-    if (meta["panoptic_on"] or meta["instance_on"]) and meta["panoptic_on"] and meta["thing_ids"] is None:
+    if meta["panoptic_on"] and meta["thing_ids"] is None:
         raise ValueError(f"{path}: panoptic_on needs thing_ids")
     return meta
 
