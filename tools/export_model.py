@@ -26,6 +26,7 @@ import torch  # noqa: E402
 
 from mask2former.checkpoint import DetectionCheckpointer  # noqa: E402
 from mask2former.config import get_cfg  # noqa: E402
+import mask2former.data  # noqa: E402,F401  (registers the built-in datasets' metadata)
 from mask2former.deploy.export import UnsupportedOpError, export_model  # noqa: E402
 from mask2former.deploy.onnx_predictor import shortest_edge_size  # noqa: E402
 from mask2former.modeling import build_model  # noqa: E402

@@ -100,3 +100,26 @@ def test_cli_rejects_bad_arguments(repo_root):
     proc = subprocess.run([sys.executable, tool, "--config-file", "x.yaml", "--output", "x", "--dynamic",
                            "--input-size", "64x64"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "not allowed with argument" in proc.stderr
+
+
+@pytest.mark.slow
+def test_cli_exports_with_sample_image(repo_root, tmp_path):
+    import cv2
+
+    from deploy_helpers import random_image, tiny_cfg
+
+    cfg = tiny_cfg("resnet_fpn_standard")
+    cfg.DATASETS.TEST = ("coco_2017_val_panoptic_with_sem_seg",)  # metadata with thing classes
+    (tmp_path / "tiny.yaml").write_text(cfg.dump())
+    cv2.imwrite(str(tmp_path / "sample.png"), random_image(4, 48, 80))  # -> 58x96 at test time
+    proc = subprocess.run(
+        [sys.executable, "tools/export_model.py", "--config-file", str(tmp_path / "tiny.yaml"),
+         "--format", "onnx", "--output", str(tmp_path / "out"), "--input-size", "64x96",
+         "--sample-image", str(tmp_path / "sample.png")],
+        cwd=str(repo_root), capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "input 64x96" in proc.stdout
+    meta = json.loads((tmp_path / "out" / "deploy.json").read_text())
+    assert (meta["input_size"], meta["num_classes"], meta["dataset"]) == ([64, 96], 5, "coco_2017_val_panoptic_with_sem_seg")
+    assert len(meta["thing_ids"]) == 80 and meta["label_divisor"] == 1000
+    assert (tmp_path / "out" / "model.onnx").stat().st_size > 1_000_000
