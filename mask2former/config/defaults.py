@@ -42,7 +42,7 @@ _C.MODEL.PIXEL_STD = [1.0, 1.0, 1.0]
 # (post-processing stays float32; training uses SOLVER.AMP). See docs/performance.md.
 _C.MODEL.PRECISION = "float32"
 # [project] CPU inference: the backbone computes in channels-last (NHWC) layout (faster oneDNN convs).
-_C.MODEL.CHANNELS_LAST = True
+_C.MODEL.CHANNELS_LAST = False
 # [project] torch.compile the backbone and the segmentation head (training and inference).
 _C.MODEL.COMPILE = False
 # [project] torch.compile backend of MODEL.COMPILE ("inductor"; "aot_eager" compiles no kernels).

@@ -5,8 +5,9 @@
 
 * ``MODEL.PRECISION`` (``"float32"`` default, ``"bfloat16"``, ``"float16"``): inference under
   ``torch.autocast`` of that dtype (CPU bf16 uses the AVX512-BF16 / AMX instructions where the
-  CPU has them). Only the network runs in reduced precision: the backbone, the segmentation
-  head, and also the deformable-attention encoder layers and convolutions of the
+  CPU has them). Only the segmentation head runs in reduced precision (the backbone stays
+  float32: under CPU autocast its convolutions were slower), including the
+  deformable-attention encoder layers and convolutions of the
   ``MSDeformAttnPixelDecoder``, which keeps autocast off for itself (the official fp16 guard).
   Every region hands float32 back, so the residual stream between encoder layers, the head's
   outputs and all post-processing stay in float32. Training is unaffected
@@ -94,11 +95,13 @@ def _precision_regions(model: nn.Module) -> List[nn.Module]:
     """The modules whose forward runs under autocast (see the module docstring)."""
     from .pixel_decoder.msdeformattn import MSDeformAttnPixelDecoder
 
-    regions = [m for m in (getattr(model, "backbone", None), getattr(model, "sem_seg_head", None))
-               if m is not None]
-    if not regions:
-        raise ValueError(f"MODEL.PRECISION: {type(model).__name__} has neither a backbone nor a "
-                         "sem_seg_head to run in reduced precision")
+    # not the backbone: under CPU autocast its convolutions got slower (casts and NCHW reorders
+    # of every activation; docs/performance.md)
+    head = getattr(model, "sem_seg_head", None)
+    if head is None:
+        raise ValueError(f"MODEL.PRECISION: {type(model).__name__} has no sem_seg_head to run in "
+                         "reduced precision")
+    regions = [head]
     for module in model.modules():
         if isinstance(module, MSDeformAttnPixelDecoder):  # autocast is off inside: re-enable per part
             for name, child in module.named_children():

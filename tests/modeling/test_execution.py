@@ -17,10 +17,10 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 SHAPES = REPO_ROOT / "configs" / "shapes" / "panoptic-segmentation" / "maskformer2_R18_bs8_1k.yaml"
 
 # bf16 keeps 8 mantissa bits: on the tiny random-weight reference model (near-uniform class
-# scores, so many per-pixel near-ties) we measured 96.6 % identical panoptic pixels and 87.5 %
+# scores, so many per-pixel near-ties) we measured 99.56 % identical panoptic pixels and 94.96 %
 # identical semantic argmax pixels (docs/performance.md); the bounds leave a little room.
-MIN_SAME_PANOPTIC = 0.95
-MIN_SAME_ARGMAX = 0.85
+MIN_SAME_PANOPTIC = 0.98
+MIN_SAME_ARGMAX = 0.93
 
 
 def _shapes_cfg(**overrides):
@@ -62,9 +62,11 @@ def test_bfloat16_inference_agrees_with_float32_on_the_reference_case(reference_
     encoder_linear.register_forward_hook(lambda m, a, out: seen.update(encoder=out.dtype))
     bf16.sem_seg_head.predictor.class_embed.register_forward_hook(lambda m, a, out: seen.update(decoder=out.dtype))
     bf16.sem_seg_head.register_forward_hook(lambda m, a, out: seen.update(head=out["pred_masks"].dtype))
+    bf16.backbone.register_forward_hook(lambda m, a, out: seen.update(backbone=next(iter(out.values())).dtype))
     with torch.no_grad():
         [a], [b] = fp32(inputs), bf16(inputs)
-    assert seen == {"encoder": torch.bfloat16, "decoder": torch.bfloat16, "head": torch.float32}
+    assert seen == {"encoder": torch.bfloat16, "decoder": torch.bfloat16, "head": torch.float32,
+                    "backbone": torch.float32}
     assert b["sem_seg"].dtype == torch.float32 and b["sem_seg"].shape == a["sem_seg"].shape
     same_argmax = (a["sem_seg"].argmax(0) == b["sem_seg"].argmax(0)).float().mean().item()
     (pan_a, info_a), (pan_b, info_b) = a["panoptic_seg"], b["panoptic_seg"]
