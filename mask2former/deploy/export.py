@@ -259,8 +259,8 @@ def export_model(cfg, model: nn.Module, output_dir: str, *, fmt: str = "onnx",
     if dynamic and type(model.backbone).__name__ == "D2SwinTransformer":
         raise ValueError(
             "--dynamic is not supported for the Swin backbone (MODEL.BACKBONE.NAME "
-            "D2SwinTransformer): its window padding makes floor/modulo size expressions that "
-            "torch.export did not finish solving in 20 minutes; export a static --input-size"
+            "D2SwinTransformer): torch.export pins the padded window-grid sizes (floor/modulo "
+            "expressions of H and W) to the traced ones; export a static --input-size"
         )
     wrapper = ExportableMaskFormer(model).eval()
     os.makedirs(output_dir, exist_ok=True)
