@@ -155,9 +155,6 @@ def test_no_import_cycle():
     assert not cycle, "import cycle: " + " -> ".join(cycle)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "checkpoint/ (work in progress, issue 16 closing note): loading / paths / safetensors_io "
-    "import hf_checkpoint / loading inside functions to dodge a cycle; remove this mark once fixed"))
 def test_no_cycle_even_through_function_level_imports():
     cycle = _find_cycle(_graph(deferred=True))
     assert not cycle, "import cycle (counting imports inside functions): " + " -> ".join(cycle)

@@ -17,7 +17,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from mask2former.checkpoint.detection_checkpoint import atomic_write  # noqa: E402
+from mask2former.checkpoint.loading import load_checkpoint_file  # noqa: E402
 from mask2former.checkpoint.safe_pickle import UnsafePickleError  # noqa: E402
 from mask2former.checkpoint.safetensors_io import convert_to_safetensors  # noqa: E402
 
@@ -30,7 +30,7 @@ def main(argv=None) -> int:
     if not os.path.isfile(args.input):
         parser.error(f"{args.input}: no such file")
     try:
-        summary = convert_to_safetensors(args.input, args.output, atomic_write)
+        summary = convert_to_safetensors(load_checkpoint_file(args.input), args.output, source=args.input)
     except (ValueError, RuntimeError, UnsafePickleError) as err:
         parser.error(str(err))
     print(f"Wrote {summary['num_tensors']} tensors to {args.output}")

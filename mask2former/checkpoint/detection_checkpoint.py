@@ -14,12 +14,9 @@
 """
 from __future__ import annotations
 
-import errno
 import logging
 import os
-import shutil
-import tempfile
-from typing import IO, Any, Callable, Dict, List, Optional
+from typing import Any, Dict, List, Optional
 from urllib.parse import urlparse
 
 import torch
@@ -34,6 +31,7 @@ from .loading import (
     load_checkpoint_file,
     load_state_dict_into_model,
 )
+from .file_io import NoSpaceLeftError, atomic_write, remove_partial_files  # noqa: F401  (public here too)
 from .paths import resolve_checkpoint_path, to_url
 from .safetensors_io import save_safetensors_checkpoint, sidecar_path
 
@@ -42,88 +40,6 @@ __all__ = ["DetectionCheckpointer", "NoSpaceLeftError", "PeriodicCheckpointer", 
 
 _LAST_CHECKPOINT = "last_checkpoint"
 _SAVE_FORMATS = {"pth": ".pth", "safetensors": ".safetensors"}
-
-
-_NO_SPACE_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
-
-
-class NoSpaceLeftError(OSError):
-    """The disk (or quota) of a checkpoint / output folder is full; the message names the path."""
-
-
-def _is_disk_full(err: BaseException) -> bool:
-    """True for ENOSPC / EDQUOT, also when torch's writer hides it behind a RuntimeError
-    (``[enforce fail at inline_container.cc] . unexpected pos``, whose context is the OSError)."""
-    seen = set()
-    while err is not None and id(err) not in seen:
-        seen.add(id(err))
-        if isinstance(err, OSError) and err.errno in _NO_SPACE_ERRNOS:
-            return True
-        err = err.__cause__ or err.__context__
-    return False
-
-
-def _free_bytes(directory: str) -> Optional[int]:
-    try:
-        return shutil.disk_usage(directory).free
-    except OSError:
-        return None
-
-
-def atomic_write(path: str, write: Callable[[IO[bytes]], None]) -> None:
-    """Write ``path`` via a temp file in the same directory and ``os.replace``.
-
-    Either the complete new content or the previous file is visible afterwards; on any error
-    the temp file is removed and the error re-raised -- a full disk as :class:`NoSpaceLeftError`
-    ("no space left on device" with the path and the free space).
-    """
-    directory = os.path.dirname(os.path.abspath(path))
-    try:
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=_TMP_SUFFIX)
-    except OSError as err:
-        if err.errno in _NO_SPACE_ERRNOS:
-            raise NoSpaceLeftError(err.errno, f"No space left on device: cannot create a file in {directory}") from err
-        raise
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600
-        os.replace(tmp, path)
-    except BaseException as err:
-        try:
-            os.remove(tmp)
-        except FileNotFoundError:
-            pass
-        if not isinstance(err, NoSpaceLeftError) and _is_disk_full(err):
-            free = _free_bytes(directory)
-            raise NoSpaceLeftError(
-                errno.ENOSPC, f"No space left on device while writing {path} "
-                f"({'unknown' if free is None else f'{free / 2**20:.1f} MiB'} free in {directory}); "
-                "the previous file, if any, is intact. Free some space (or point OUTPUT_DIR elsewhere) "
-                "and resume with --resume.") from err
-        raise
-
-
-_TMP_SUFFIX = ".tmp"
-
-
-def remove_partial_files(directory: str) -> List[str]:
-    """Delete the temp files an interrupted :func:`atomic_write` left in ``directory``
-    (``.<name>.<random>.tmp``); returns their paths. Call it before a run starts writing there."""
-    if not os.path.isdir(directory):
-        return []
-    removed = []
-    for name in sorted(os.listdir(directory)):
-        path = os.path.join(directory, name)
-        if name.startswith(".") and name.endswith(_TMP_SUFFIX) and os.path.isfile(path):
-            os.remove(path)
-            removed.append(path)
-    if removed:
-        logging.getLogger(__name__).warning(
-            "Removed %d partial file(s) of an interrupted checkpoint write: %s", len(removed), removed)
-    return removed
 
 
 def _is_main_process() -> bool:

@@ -22,8 +22,10 @@ from typing import Any, Dict, Mapping, Optional, Tuple
 import torch
 import yaml
 
+from .file_io import atomic_write, torch_load_weights_only
 from .hf_config import d2_config_from_hf, hf_config_from_d2, id2label_from_hf
 from .hf_conversion import convert_d2_to_hf_state_dict, convert_hf_to_d2_state_dict
+from .safetensors_io import state_dict_to_safetensors_bytes
 
 __all__ = [
     "HF_AUTHOR",
@@ -70,8 +72,6 @@ def _read_weights(folder: str) -> Dict[str, torch.Tensor]:
         return state
     legacy = os.path.join(folder, "pytorch_model.bin")
     if os.path.isfile(legacy):
-        from .loading import torch_load_weights_only  # local: loading imports this module lazily
-
         return dict(torch_load_weights_only(legacy))
     raise FileNotFoundError(f"{folder}: no model.safetensors (nor a sharded index or pytorch_model.bin)")
 
@@ -116,8 +116,6 @@ def _yaml_text(overrides: Mapping, id2label: Mapping[int, str], source: str) -> 
 def write_d2_folder(out_dir: str, overrides: Mapping, checkpoint: Mapping, id2label: Mapping[int, str], *,
                     fmt: str = "pkl", source: str = "") -> Dict[str, str]:
     """Write ``config.yaml``, ``id2label.json`` and ``model_final.<fmt>`` (pkl | pth | safetensors)."""
-    from .detection_checkpoint import atomic_write  # local: detection_checkpoint imports loading
-    from .safetensors_io import state_dict_to_safetensors_bytes
 
     if fmt not in ("pkl", "pth", "safetensors"):
         raise ValueError(f"--format must be pkl, pth or safetensors, got {fmt!r}")
@@ -147,8 +145,6 @@ def write_d2_folder(out_dir: str, overrides: Mapping, checkpoint: Mapping, id2la
 def write_hf_folder(out_dir: str, cfg, state_dict: Mapping[str, torch.Tensor],
                     id2label: Optional[Mapping[int, str]] = None) -> Dict[str, str]:
     """Write ``config.json`` + ``model.safetensors`` that transformers' ``from_pretrained`` loads."""
-    from .detection_checkpoint import atomic_write
-    from .safetensors_io import state_dict_to_safetensors_bytes
 
     config = hf_config_from_d2(cfg, id2label)
     hf_state = convert_d2_to_hf_state_dict(state_dict, config)

@@ -11,7 +11,6 @@
 """
 from __future__ import annotations
 
-import inspect
 import logging
 import os
 from collections import OrderedDict
@@ -26,6 +25,7 @@ from torch import nn
 
 from .c2_model_loading import align_and_update_state_dicts
 from .checks import CheckpointError, check_weights_usable, loaded_share, reading_errors
+from .file_io import torch_load_weights_only
 from .safe_pickle import load_pickle
 from .safetensors_io import load_safetensors_checkpoint
 
@@ -43,31 +43,6 @@ IncompatibleKeys = _IncompatibleKeys  # (missing_keys, unexpected_keys, incorrec
 
 # Buffers that old checkpoints may lack and that the config initialises anyway (detectron2).
 _IGNORED_MISSING = ("pixel_mean", "pixel_std")
-
-
-def _numpy_safe_globals() -> List[Any]:
-    """What ``torch.load(weights_only=True)`` must additionally allow for numpy arrays."""
-    multiarray = np._core.multiarray if hasattr(np, "_core") else np.core.multiarray
-    allowed: List[Any] = [multiarray._reconstruct, multiarray.scalar, np.ndarray, np.dtype]
-    dtypes = getattr(np, "dtypes", None)  # numpy >= 1.25: one class per dtype
-    if dtypes is not None:
-        allowed += [c for c in vars(dtypes).values() if inspect.isclass(c) and issubclass(c, np.dtype)]
-    return allowed
-
-
-def torch_load_weights_only(path: str) -> Any:
-    """``torch.load(path, map_location="cpu", weights_only=True)`` that also accepts numpy data.
-
-    Raises:
-        UnsafePickleError: the file references code; CheckpointError: any other failure (empty,
-            text, truncated ...), naming ``path`` and the reason (see :mod:`.checks`).
-    """
-    with reading_errors(path):
-        if hasattr(torch.serialization, "safe_globals"):  # torch >= 2.5
-            with torch.serialization.safe_globals(_numpy_safe_globals()):
-                return torch.load(path, map_location="cpu", weights_only=True)
-        torch.serialization.add_safe_globals(_numpy_safe_globals())
-        return torch.load(path, map_location="cpu", weights_only=True)
 
 
 def _is_zip(path: str) -> bool:

@@ -29,6 +29,8 @@ from typing import Any, Dict, Mapping, Optional
 import numpy as np
 import torch
 
+from .file_io import atomic_write, torch_load_weights_only
+
 __all__ = [
     "SIDECAR_SUFFIX",
     "convert_to_safetensors",
@@ -157,8 +159,6 @@ def load_safetensors_checkpoint(path: str) -> Dict[str, Any]:
                 f"Checkpoint file '{path}' was saved with trainer state in '{side}', which does not exist; "
                 "copy it next to the weights (or load the weights alone from a copy without the header)."
             )
-        from .loading import torch_load_weights_only  # local: loading.py imports this module
-
         rest = torch_load_weights_only(side)
         if not isinstance(rest, Mapping) or rest.get(_PAIR_FIELD) != pair_id:
             found = rest.get(_PAIR_FIELD) if isinstance(rest, Mapping) else type(rest).__name__
@@ -170,24 +170,23 @@ def load_safetensors_checkpoint(path: str) -> Dict[str, Any]:
     return loaded
 
 
-def convert_to_safetensors(src: str, dst: str, write_atomically) -> Dict[str, Any]:
-    """Convert a ``.pkl`` / ``.pth`` checkpoint (read safely) to a weights-only ``.safetensors``.
+def convert_to_safetensors(checkpoint: Mapping[str, Any], dst: str, source: str = "") -> Dict[str, Any]:
+    """Write the weights of a loaded checkpoint (``{"model": state_dict, ...}``, e.g. from
+    :func:`.loading.load_checkpoint_file`) as a weights-only ``.safetensors`` file, atomically.
 
     Only ``model`` is converted; the ``__author__`` and ``matching_heuristics`` flags (converted
     ImageNet backbones rely on them) are kept in the header. Returns a summary with the number of
-    tensors and the entries that were left out (optimizer, iteration ...).
+    tensors and the entries that were left out (optimizer, iteration ...). ``source`` names the
+    input in error messages.
     """
-    from .loading import load_checkpoint_file  # local: loading.py imports this module
-
     if not dst.endswith(".safetensors"):
         raise ValueError(f"Output file {dst!r} must end with .safetensors")
-    checkpoint = load_checkpoint_file(src)
     header: Dict[str, str] = {}
     if "__author__" in checkpoint:
         header[_AUTHOR_KEY] = str(checkpoint["__author__"])
     if checkpoint.get("matching_heuristics"):
         header[_HEURISTICS_KEY] = "true"
-    blob = state_dict_to_safetensors_bytes(checkpoint["model"], metadata=header, source=src)
-    write_atomically(dst, lambda f: f.write(blob))
+    blob = state_dict_to_safetensors_bytes(checkpoint["model"], metadata=header, source=source)
+    atomic_write(dst, lambda f: f.write(blob))
     dropped = sorted(k for k in checkpoint if k not in ("model", "__author__", "matching_heuristics"))
     return {"num_tensors": len(checkpoint["model"]), "dropped": dropped}

@@ -93,8 +93,6 @@ class _AutocastRegion:
 
 def _precision_regions(model: nn.Module) -> List[nn.Module]:
     """The modules whose forward runs under autocast (see the module docstring)."""
-    from .pixel_decoder.msdeformattn import MSDeformAttnPixelDecoder
-
     # not the backbone: under CPU autocast its convolutions got slower (casts and NCHW reorders
     # of every activation; docs/performance.md)
     head = getattr(model, "sem_seg_head", None)
@@ -103,14 +101,11 @@ def _precision_regions(model: nn.Module) -> List[nn.Module]:
                          "reduced precision")
     regions = [head]
     for module in model.modules():
-        if isinstance(module, MSDeformAttnPixelDecoder):  # autocast is off inside: re-enable per part
-            for name, child in module.named_children():
-                if name == "transformer":
-                    regions.extend(child.encoder.layers)
-                elif isinstance(child, nn.ModuleList):  # never called itself: its members are
-                    regions.extend(child)
-                else:
-                    regions.append(child)
+        # a part that turns autocast off inside (the MSDeformAttn pixel decoder) names the
+        # sub-modules to re-enable it for
+        autocast_regions = getattr(module, "autocast_regions", None)
+        if callable(autocast_regions):
+            regions.extend(autocast_regions())
     return regions
 
 

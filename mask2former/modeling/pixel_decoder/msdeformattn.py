@@ -282,6 +282,20 @@ class MSDeformAttnPixelDecoder(PixelDecoder):
                                   for s in strides[:self.maskformer_num_feature_levels]],
         )
 
+    def autocast_regions(self) -> List[nn.Module]:
+        """The parts that ``MODEL.PRECISION`` runs under autocast one by one: ``forward_features``
+        turns autocast off around the whole decoder (fp32 deformable attention, as the official
+        decoder), so reduced precision is re-enabled per encoder layer and per convolution."""
+        regions: List[nn.Module] = []
+        for name, child in self.named_children():
+            if name == "transformer":
+                regions.extend(child.encoder.layers)
+            elif isinstance(child, nn.ModuleList):  # never called itself: its members are
+                regions.extend(child)
+            else:
+                regions.append(child)
+        return regions
+
     def forward_features(self, features: Dict[str, Tensor]) -> PixelDecoderOutput:
         """Backbone features {name: (B, C_l, H_l, W_l)} -> (mask_features (B, mask_dim, H/4, W/4),
         encoder output of the lowest level (B, conv_dim, H/32, W/32),
