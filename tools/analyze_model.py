@@ -36,6 +36,7 @@ with warnings.catch_warnings():  # fvcore.nn scripts a loss at import: torch dep
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from mask2former.engine.arguments import parse_input_size  # noqa: E402
 from mask2former.checkpoint import DetectionCheckpointer  # noqa: E402
 from mask2former.config import get_cfg  # noqa: E402
 from mask2former.modeling import build_model  # noqa: E402
@@ -97,16 +98,6 @@ def flatten_outputs(out: Dict[str, Any]) -> Tuple[torch.Tensor, ...]:
             if isinstance(value, torch.Tensor):
                 tensors.append(value)
     return tuple(tensors)
-
-
-def parse_size(text: str) -> Tuple[int, int]:
-    try:
-        height, width = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--input-size must look like 800x1200, got {text!r}") from None
-    if height <= 0 or width <= 0:
-        raise argparse.ArgumentTypeError(f"--input-size must be positive, got {text!r}")
-    return height, width
 
 
 def default_input_size(cfg) -> Tuple[int, int]:
@@ -193,7 +184,7 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--tasks", nargs="+", choices=TASKS, required=True, help="what to analyze")
     parser.add_argument("--num-inputs", type=int, default=1,
                         help="number of random images to average FLOPs / activations over")
-    parser.add_argument("--input-size", type=parse_size, default=None, metavar="HxW",
+    parser.add_argument("--input-size", type=parse_input_size, default=None, metavar="HxW",
                         help="image size (default: MIN_SIZE_TEST x 1.5 MIN_SIZE_TEST, capped)")
     parser.add_argument("--max-depth", type=int, default=4, help="depth of the per-module tables")
     parser.add_argument("--opts", default=[], nargs=argparse.REMAINDER,

@@ -49,6 +49,7 @@ from torch import nn
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from mask2former.engine.arguments import parse_input_size  # noqa: E402
 from mask2former.checkpoint import DetectionCheckpointer  # noqa: E402
 from mask2former.engine.defaults import setup_cfg as setup_tool_cfg  # noqa: E402
 from mask2former.data import MetadataCatalog  # noqa: E402
@@ -391,16 +392,6 @@ def compare_hf(cfg, model: nn.Module, batch: List[Dict[str, Any]], num_iter: int
 
 
 # ---------------------------------------------------------------------- set-up
-def parse_size(text: str) -> Tuple[int, int]:
-    try:
-        height, width = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--input-size must look like 480x640, got {text!r}") from None
-    if height <= 0 or width <= 0:
-        raise argparse.ArgumentTypeError(f"--input-size must be positive, got {text!r}")
-    return height, width
-
-
 def get_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config-file", required=True, metavar="FILE", help="path to config file")
@@ -412,7 +403,7 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument("--precision", choices=sorted(DTYPES), default="fp32",
                         help="autocast precision (fp32: no autocast)")
-    parser.add_argument("--input-size", type=parse_size, default=(480, 640), metavar="HxW")
+    parser.add_argument("--input-size", type=parse_input_size, default=(480, 640), metavar="HxW")
     parser.add_argument("--batch-size", type=int, default=1)
     parser.add_argument("--num-frames", type=int, default=None,
                         help="video configs: frames per clip (default INPUT.SAMPLING_FRAME_NUM)")

@@ -24,6 +24,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from mask2former.engine.arguments import parse_input_size  # noqa: E402
 from mask2former.checkpoint import DetectionCheckpointer  # noqa: E402
 from mask2former.config import get_cfg  # noqa: E402
 import mask2former.data  # noqa: E402,F401  (registers the built-in datasets' metadata)
@@ -33,23 +34,13 @@ from mask2former.modeling import build_model  # noqa: E402
 from mask2former.utils.logger import setup_logger  # noqa: E402
 
 
-def parse_size(text: str) -> Tuple[int, int]:
-    try:
-        height, width = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--input-size must look like 480x640, got {text!r}") from None
-    if height <= 0 or width <= 0:
-        raise argparse.ArgumentTypeError(f"--input-size must be positive, got {text!r}")
-    return height, width
-
-
 def get_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config-file", required=True, metavar="FILE", help="path to config file")
     parser.add_argument("--format", choices=["onnx", "torch_export"], default="onnx")
     parser.add_argument("--output", required=True, metavar="DIR", help="folder to write the model and deploy.json to")
     size = parser.add_mutually_exclusive_group()
-    size.add_argument("--input-size", type=parse_size, metavar="HxW",
+    size.add_argument("--input-size", type=parse_input_size, metavar="HxW",
                       help="static network input (rounded up to the size divisibility); default 512x512")
     size.add_argument("--dynamic", action="store_true",
                       help="any input size (multiples of 32, padded by the predictor)")

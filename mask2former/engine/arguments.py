@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import Optional
+from typing import Optional, Tuple
 
 import torch
 
@@ -15,7 +15,18 @@ from ..utils.env import seed_all_rng
 from ..utils.logger import setup_logger
 from .output_dir import prepare_output_dir
 
-__all__ = ["default_argument_parser", "default_setup"]
+__all__ = ["default_argument_parser", "default_setup", "parse_input_size"]
+
+
+def parse_input_size(text: str) -> Tuple[int, int]:
+    """``--input-size HxW`` of the tools: ``"480x640"`` -> ``(480, 640)``, with a clear error."""
+    try:
+        height, width = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--input-size must look like 480x640, got {text!r}") from None
+    if height <= 0 or width <= 0:
+        raise argparse.ArgumentTypeError(f"--input-size must be positive, got {text!r}")
+    return height, width
 
 
 def default_argument_parser(epilog: Optional[str] = None) -> argparse.ArgumentParser:
