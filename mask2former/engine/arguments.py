@@ -8,7 +8,7 @@ from typing import Optional, Tuple
 
 import torch
 
-from ..checkpoint.detection_checkpoint import atomic_write
+from ..checkpoint.file_io import atomic_write
 from ..config import CfgNode
 from ..utils import comm
 from ..utils.env import seed_all_rng

@@ -14,7 +14,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from ..checkpoint import DetectionCheckpointer
-from ..checkpoint.detection_checkpoint import atomic_write, remove_partial_files
+from ..checkpoint.file_io import atomic_write, remove_partial_files
 from ..config import CfgNode
 from ..data import MetadataCatalog, build_detection_test_loader, build_detection_train_loader
 from ..data.dataset_mappers import MAPPER_BY_NAME

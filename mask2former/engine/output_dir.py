@@ -25,7 +25,7 @@ from typing import Any, Dict, List, Sequence, Tuple
 
 import torch
 
-from ..checkpoint.detection_checkpoint import NoSpaceLeftError, remove_partial_files
+from ..checkpoint.file_io import NoSpaceLeftError, remove_partial_files
 from ..config import CfgNode
 from ..config.yaml_loader import load_yaml
 

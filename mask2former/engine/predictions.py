@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..checkpoint.detection_checkpoint import atomic_write
+from ..checkpoint.file_io import atomic_write
 from ..evaluation.coco_evaluation import instances_to_coco_json
 from ..utils.panoptic_utils import id2rgb
 

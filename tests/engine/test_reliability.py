@@ -19,8 +19,8 @@ from engine_helpers import REPO_ROOT, captured_logs, run_train_net, subprocess_e
 from torch import nn
 
 from mask2former.checkpoint import DetectionCheckpointer
-from mask2former.checkpoint import detection_checkpoint as dc
-from mask2former.checkpoint.detection_checkpoint import NoSpaceLeftError, atomic_write, remove_partial_files
+from mask2former.checkpoint import file_io
+from mask2former.checkpoint.file_io import NoSpaceLeftError, atomic_write, remove_partial_files
 from mask2former.config import get_cfg
 from mask2former.engine import DefaultTrainer, default_argument_parser, default_setup
 from mask2former.engine.output_dir import (
@@ -198,8 +198,8 @@ def full_disk(monkeypatch, tmp_path):
         placeholder.write_bytes(b"")
         return os.open("/dev/full", os.O_WRONLY), str(placeholder)
 
-    monkeypatch.setattr(dc.tempfile, "mkstemp", mkstemp)
-    monkeypatch.setattr(dc.os, "chmod", lambda *a: None)
+    monkeypatch.setattr(file_io.tempfile, "mkstemp", mkstemp)
+    monkeypatch.setattr(file_io.os, "chmod", lambda *a: None)
 
 
 def test_full_disk_during_a_checkpoint_says_no_space_left_with_the_path(tmp_path, full_disk):
