@@ -1,7 +1,11 @@
 """PQ on a small synthetic panoptic image whose PQ / SQ / RQ are computed by hand."""
 
 import json
+import os
+import subprocess
+import sys
 import uuid
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -199,3 +203,87 @@ def test_rgb_id_round_trip():
     np.testing.assert_array_equal(rgb2id(rgb), ids)
     with pytest.raises(ValueError):
         id2rgb(np.array([256**3]))
+
+
+# ------------------------------------------------------------- several processes give one result
+def _perfect_prediction():
+    gt, _ = _ground_truth()
+    segments = [  # contiguous ids; segment 4 covers the person crowd region (ignored, not FP)
+        {"id": 1, "category_id": 0, "isthing": True},
+        {"id": 2, "category_id": 1, "isthing": True},
+        {"id": 3, "category_id": 2, "isthing": False},
+        {"id": 4, "category_id": 0, "isthing": True},
+    ]
+    return gt.copy(), segments
+
+
+# Image 1 as above, image 2 predicted perfectly. By hand: person TP 2 (IoU 0.6 + 1) -> PQ 0.8;
+# car TP 1, FP 1, FN 1 -> SQ 1, RQ 0.5, PQ 0.5; sky TP 2 (IoU 0.75 + 1) -> PQ 0.875.
+TWO_IMAGES_PQ = 100 * (0.8 + 0.5 + 0.875) / 3
+
+
+def _register_two_images(root: str, name: str) -> None:
+    gt, segments = _ground_truth()
+    gt_dir = os.path.join(root, "panoptic_gt")
+    os.makedirs(gt_dir, exist_ok=True)
+    images, annotations = [], []
+    for image_id in (1, 2):
+        Image.fromarray(id2rgb(gt)).save(os.path.join(gt_dir, f"{image_id:06d}.png"))
+        images.append({"id": image_id, "file_name": f"{image_id:06d}.jpg", "height": 10, "width": 10})
+        annotations.append({"image_id": image_id, "file_name": f"{image_id:06d}.png", "segments_info": segments})
+    json_file = os.path.join(root, "panoptic_gt.json")
+    with open(json_file, "w") as f:
+        json.dump({"images": images, "annotations": annotations, "categories": CATEGORIES}, f)
+    MetadataCatalog.get(name).set(
+        panoptic_json=json_file, panoptic_root=gt_dir,
+        thing_dataset_id_to_contiguous_id={1: 0, 2: 1},
+        stuff_dataset_id_to_contiguous_id={1: 0, 2: 1, 3: 2, 4: 3},
+        label_divisor=1000,
+    )
+
+
+def _evaluate_images(name: str, output_dir: str, image_ids) -> dict:
+    predictions = {1: _prediction(), 2: _perfect_prediction()}
+    ev = COCOPanopticEvaluator(name, output_dir=output_dir)
+    ev.reset()
+    for image_id in image_ids:
+        pred, segments = predictions[image_id]
+        ev.process([{"file_name": f"/images/{image_id:06d}.jpg", "image_id": image_id}],
+                   [{"panoptic_seg": (torch.as_tensor(pred), segments)}])
+    return ev.evaluate()
+
+
+def _distributed_worker(root: str, output_dir: str, result_file: str) -> None:
+    """One of two gloo processes: each evaluates one of the two images."""
+    import torch.distributed as dist
+
+    rank = dist.get_rank()
+    _register_two_images(root, "two_image_panoptic")
+    res = _evaluate_images("two_image_panoptic", output_dir, [rank + 1])
+    if rank == 0:
+        torch.save(res["panoptic_seg"], result_file)
+
+
+@pytest.mark.slow  # two fresh interpreters importing torch
+def test_two_processes_give_the_numbers_of_one(tmp_path):
+    name = f"test_panoptic_{uuid.uuid4().hex[:8]}"
+    _register_two_images(str(tmp_path), name)
+    try:
+        one = _evaluate_images(name, str(tmp_path / "one"), [1, 2])["panoptic_seg"]
+    finally:
+        MetadataCatalog.remove(name)
+    assert one["PQ"] == pytest.approx(TWO_IMAGES_PQ)
+
+    result_file = tmp_path / "two.pth"
+    driver = (
+        "import sys; sys.path.insert(0, sys.argv[1]);"
+        "from test_panoptic_evaluation import _distributed_worker;"
+        "from mask2former.engine.launch import launch;"
+        "launch(_distributed_worker, 2, dist_url='auto', args=tuple(sys.argv[2:5]))"
+    )
+    repo_root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": str(repo_root), "OMP_NUM_THREADS": "1"}
+    subprocess.run([sys.executable, "-c", driver, str(Path(__file__).parent), str(tmp_path),
+                    str(tmp_path / "two"), str(result_file)], check=True, env=env, cwd=str(repo_root), timeout=300)
+    two = torch.load(result_file)
+    assert two == one
