@@ -17,7 +17,7 @@ from mask2former.modeling.transformer_decoder.video_mask2former_transformer_deco
 )
 
 HIDDEN, QUERIES, CLASSES, FRAMES = 32, 6, 5, 3
-CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+CONFIGS = Path(__file__).resolve().parents[3] / "configs"
 
 
 def _decoder(num_frames: int = FRAMES) -> VideoMultiScaleMaskedTransformerDecoder:

@@ -11,7 +11,7 @@ from mask2former.modeling.build import build_model
 from mask2former.modeling.meta_arch.video_mask_former import VideoMaskFormer, video_inference
 from mask2former.structures import BitMasks, ImageList, Instances
 
-CONFIG = Path(__file__).resolve().parents[2] / "configs/youtubevis_2019/swin/video_maskformer2_swin_tiny_bs16_8ep.yaml"
+CONFIG = Path(__file__).resolve().parents[3] / "configs/youtubevis_2019/swin/video_maskformer2_swin_tiny_bs16_8ep.yaml"
 
 
 # ----------------------------------------------------------------------------------------------
