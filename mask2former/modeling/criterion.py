@@ -143,6 +143,7 @@ class SetCriterion(nn.Module):
     """
 
     target_mask_layout = "(N, H, W)"  # shape of each target's "masks"
+    matcher_class = HungarianMatcher  # built from the cfg by from_config
 
     @configurable
     def __init__(
@@ -189,7 +190,7 @@ class SetCriterion(nn.Module):
         weight_dict = {"loss_ce": mf.CLASS_WEIGHT, "loss_mask": mf.MASK_WEIGHT, "loss_dice": mf.DICE_WEIGHT}
         return {
             "num_classes": cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES,
-            "matcher": HungarianMatcher(cfg),
+            "matcher": cls.matcher_class(cfg),
             "weight_dict": _with_aux_weights(weight_dict, mf.DEEP_SUPERVISION, mf.DEC_LAYERS),
             "eos_coef": mf.NO_OBJECT_WEIGHT,
             "losses": ["labels", "masks"],

@@ -13,7 +13,7 @@ from typing import Dict
 
 import torch
 
-from .criterion import SetCriterion, Targets, _matched_target_masks, _with_aux_weights, dice_loss, sigmoid_ce_loss
+from .criterion import SetCriterion, Targets, _matched_target_masks, dice_loss, sigmoid_ce_loss
 from .matcher import MatchIndices
 from .point_sampling import calculate_uncertainty, get_uncertain_point_coords_with_randomness, point_sample
 from .video_matcher import VideoHungarianMatcher
@@ -28,24 +28,9 @@ class VideoSetCriterion(SetCriterion):
     outputs: ``pred_logits`` (B, Q, K+1), ``pred_masks`` (B, Q, T, h, w).
     """
 
-    # The constructor is SetCriterion's (its @configurable reads this class's from_config);
-    # ``matcher`` should match tracks, e.g. VideoHungarianMatcher.
+    # The constructor and from_config are SetCriterion's; the matcher matches tracks.
     target_mask_layout = "(N, T, H, W)"
-
-    @classmethod
-    def from_config(cls, cfg) -> Dict:
-        mf = cfg.MODEL.MASK_FORMER
-        weight_dict = {"loss_ce": mf.CLASS_WEIGHT, "loss_mask": mf.MASK_WEIGHT, "loss_dice": mf.DICE_WEIGHT}
-        return {
-            "num_classes": cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES,
-            "matcher": VideoHungarianMatcher(cfg),
-            "weight_dict": _with_aux_weights(weight_dict, mf.DEEP_SUPERVISION, mf.DEC_LAYERS),
-            "eos_coef": mf.NO_OBJECT_WEIGHT,
-            "losses": ["labels", "masks"],
-            "num_points": mf.TRAIN_NUM_POINTS,
-            "oversample_ratio": mf.OVERSAMPLE_RATIO,
-            "importance_sample_ratio": mf.IMPORTANCE_SAMPLE_RATIO,
-        }
+    matcher_class = VideoHungarianMatcher
 
     def loss_masks(
         self, outputs: Dict[str, torch.Tensor], targets: Targets, indices: MatchIndices, num_masks: float
