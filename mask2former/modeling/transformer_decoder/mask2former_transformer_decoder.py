@@ -308,6 +308,13 @@ class MultiScaleMaskedTransformerDecoder(nn.Module):
                 f"{type(self).__name__} expects {self.num_feature_levels} feature levels, got {len(x)}"
             )
         src, pos, sizes = self._flatten_levels(x)
+        return self._decode(src, pos, sizes, mask_features)
+
+    def _decode(self, src: List[Tensor], pos: List[Tensor], sizes: List[Tuple[int, int]],
+                mask_features: Tensor) -> Dict:
+        """The query loop over flattened levels ``src`` / ``pos`` (B, S_l, C) of sizes ``sizes``:
+        learnable queries, then masked cross-attention, self-attention and FFN per layer, round-robin
+        over the levels, with a prediction after each (``forward_prediction_heads``)."""
         bs = src[0].shape[0]
 
         query_pos = self.query_embed.weight.unsqueeze(0).expand(bs, -1, -1)  # (B, Q, C)

@@ -125,38 +125,7 @@ class VideoMultiScaleMaskedTransformerDecoder(MultiScaleMaskedTransformerDecoder
         bs = self._num_videos(bt)
         mask_features = mask_features.view(bs, bt // bs, c_m, h_m, w_m)  # (B, T, C, H, W)
         src, pos, sizes = self._flatten_clip_levels(x, bs)
-
-        query_pos = self.query_embed.weight.unsqueeze(0).expand(bs, -1, -1)  # (B, Q, C)
-        output = self.query_feat.weight.unsqueeze(0).expand(bs, -1, -1)  # (B, Q, C)
-
-        predictions_class, predictions_mask = [], []
-        outputs_class, outputs_mask, allowed = self.forward_prediction_heads(
-            output, mask_features, attn_mask_target_size=sizes[0]
-        )
-        predictions_class.append(outputs_class)
-        predictions_mask.append(outputs_mask)
-
-        for i in range(self.num_layers):
-            level = i % self.num_feature_levels
-            output = self.transformer_cross_attention_layers[i](
-                output, src[level], allowed=allowed, pos=pos[level], query_pos=query_pos
-            )
-            output = self.transformer_self_attention_layers[i](output, query_pos=query_pos)
-            output = self.transformer_ffn_layers[i](output)
-
-            is_last = i == self.num_layers - 1
-            next_size = None if is_last else sizes[(i + 1) % self.num_feature_levels]
-            outputs_class, outputs_mask, allowed = self.forward_prediction_heads(
-                output, mask_features, attn_mask_target_size=next_size
-            )
-            predictions_class.append(outputs_class)
-            predictions_mask.append(outputs_mask)
-
-        return {
-            "pred_logits": predictions_class[-1],
-            "pred_masks": predictions_mask[-1],
-            "aux_outputs": self._set_aux_loss(predictions_class, predictions_mask),
-        }
+        return self._decode(src, pos, sizes, mask_features)
 
     def forward_prediction_heads(
         self, output: Tensor, mask_features: Tensor, attn_mask_target_size: Optional[Sequence[int]]
