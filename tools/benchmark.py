@@ -54,6 +54,7 @@ from mask2former.checkpoint import DetectionCheckpointer  # noqa: E402
 from mask2former.engine.defaults import setup_cfg as setup_tool_cfg  # noqa: E402
 from mask2former.data import MetadataCatalog  # noqa: E402
 from mask2former.modeling import build_model  # noqa: E402
+from mask2former.modeling.meta_arch.mask_former import head_outputs  # noqa: E402
 from mask2former.utils.memory import keep_freed_cpu_memory  # noqa: E402
 from mask2former.solver import build_optimizer  # noqa: E402
 from mask2former.structures import BitMasks, Instances  # noqa: E402
@@ -354,9 +355,9 @@ def hf_network_forward(cfg, model: nn.Module, batch: List[Dict[str, Any]],
     images = preprocess_images(batch, model.pixel_mean, model.pixel_std, model.size_divisibility,
                                getattr(model.backbone, "padding_constraints", None)).tensor  # (B, 3, Hp, Wp)
 
-    def ours() -> Any:
+    def ours() -> Any:  # as in inference: only the last decoder layer predicts full-size masks
         with torch.no_grad():
-            return model.sem_seg_head(model.backbone(images))
+            return head_outputs(model.sem_seg_head, model.backbone(images), training=False)
 
     def theirs() -> Any:
         with torch.no_grad():

@@ -26,6 +26,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import torch
 from torch import Tensor, nn
 
+from ..modeling.meta_arch.mask_former import head_outputs
+
 __all__ = [
     "ExportableMaskFormer", "UnsupportedOpError", "deploy_metadata", "export_onnx",
     "export_torch", "export_model", "DEPLOY_JSON", "ONNX_FILE", "TORCH_EXPORT_FILE",
@@ -54,7 +56,8 @@ class ExportableMaskFormer(nn.Module):
 
     forward: images (B, 3, H, W), normalised ``(x - pixel_mean) / pixel_std`` and padded to
     ``size_divisibility`` -> pred_logits (B, Q, K+1), pred_masks (B, Q, H/4, W/4).
-    The auxiliary (deep-supervision) predictions are not outputs, so they leave the graph.
+    Only the last layer's prediction is computed (``head_outputs`` at inference, as the model's
+    own inference): the auxiliary (deep-supervision) predictions are not in the graph.
     """
 
     def __init__(self, model: nn.Module):
@@ -68,7 +71,7 @@ class ExportableMaskFormer(nn.Module):
         self.sem_seg_head = model.sem_seg_head
 
     def forward(self, images: Tensor) -> Tuple[Tensor, Tensor]:
-        outputs = self.sem_seg_head(self.backbone(images))
+        outputs = head_outputs(self.sem_seg_head, self.backbone(images), training=False)
         return outputs["pred_logits"], outputs["pred_masks"]  # (B, Q, K+1), (B, Q, H/4, W/4)
 
 

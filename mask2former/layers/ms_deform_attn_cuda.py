@@ -4,10 +4,9 @@ The extension is found, in order:
 
 1. prebuilt: the module ``mask2former.layers._msda_C`` that ``pip install -e .`` compiles when a
    CUDA toolkit is present (see docs/ms_deform_attn.md for the setup.py hook);
-2. JIT: ``torch.utils.cpp_extension.load`` on first use on a CUDA machine, cached in
-   ``$MASK2FORMER_EXTENSIONS_DIR`` (default ``~/.cache/mask2former/torch_extensions``) under a
-   sub-directory keyed by torch version, CUDA version and GPU arch; ``MASK2FORMER_MSDA_JIT=0``
-   turns the JIT build off.
+2. JIT: ``torch.utils.cpp_extension.load`` on first use on a CUDA machine, cached (see
+   ``extension_loader``) under a sub-directory keyed by torch version, CUDA version and GPU arch;
+   ``MASK2FORMER_MSDA_JIT=0`` turns the JIT build off.
 
 Anything that goes wrong (no GPU, no toolkit, no ninja, a compile error) only makes
 :func:`is_available` return False, with the reason logged once (:func:`unavailable_reason`);
@@ -18,23 +17,24 @@ module has no side effect.
 """
 from __future__ import annotations
 
-import importlib
 import logging
-import os
-import re
-import threading
 from pathlib import Path
 from types import ModuleType
 from typing import Optional, Sequence, Tuple, Union
 
 import torch
 from torch import Tensor
-from torch.autograd.function import once_differentiable
 
-from .ms_deform_attn_dispatch import MSDABackend, prepare_kernel_inputs, register_ms_deform_attn_backend
+from .extension_loader import LazyExtension, cache_dir_for
+from .ms_deform_attn_dispatch import (
+    MSDABackend,
+    MSDeformAttnKernelFunction,
+    prepare_kernel_inputs,
+    register_ms_deform_attn_backend,
+)
 
 __all__ = [
-    "MSDeformAttnCUDAFunction",
+    "EXTENSION",
     "SOURCES",
     "build_extension",
     "extension_cache_dir",
@@ -49,18 +49,10 @@ logger = logging.getLogger(__name__)
 
 PREBUILT_MODULE = "mask2former.layers._msda_C"
 JIT_NAME = "mask2former_msda"
-JIT_ENV = "MASK2FORMER_MSDA_JIT"
-CACHE_ENV = "MASK2FORMER_EXTENSIONS_DIR"
 SOURCE_DIR = Path(__file__).resolve().parent / "csrc" / "ms_deform_attn"
 SOURCES: Tuple[str, ...] = ("ms_deform_attn.cpp", "ms_deform_attn_forward.cu", "ms_deform_attn_backward.cu")
 SUPPORTED_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 NVCC_FLAGS: Tuple[str, ...] = ("-O3", "--expt-relaxed-constexpr", "-lineinfo")
-
-_lock = threading.Lock()
-_ext: Optional[ModuleType] = None
-_reason: Optional[str] = None  # why the extension is unavailable; None while untried or loaded
-_tried = False
-
 
 # --------------------------------------------------------------------------- loading
 def _device_arch() -> Optional[Tuple[int, int]]:
@@ -69,28 +61,25 @@ def _device_arch() -> Optional[Tuple[int, int]]:
     return torch.cuda.get_device_capability(torch.cuda.current_device())
 
 
+def _cache_key(arch: Optional[Tuple[int, int]] = None) -> str:
+    arch = arch or _device_arch()
+    arch_key = f"sm{arch[0]}{arch[1]}" if arch else "any"
+    return f"torch{torch.__version__}_cuda{torch.version.cuda}_{arch_key}"
+
+
 def extension_cache_dir(arch: Optional[Tuple[int, int]] = None) -> Path:
     """Build directory of the JIT extension for this torch / CUDA version and GPU ``arch``.
 
     ``arch`` defaults to the current device's (or ``"any"`` without one).
     """
-    root = Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "mask2former" / "torch_extensions")
-    arch = arch or _device_arch()
-    arch_key = f"sm{arch[0]}{arch[1]}" if arch else "any"
-    key = f"torch{torch.__version__}_cuda{torch.version.cuda}_{arch_key}"
-    return root / re.sub(r"[^A-Za-z0-9_.-]", "_", key)
+    return cache_dir_for(_cache_key(arch))
 
 
-def build_extension(build_directory: Optional[Union[str, Path]] = None, verbose: bool = False) -> ModuleType:
-    """JIT-compile and import the extension (raises on failure). Needs nvcc and ninja, not a GPU."""
+def _jit_build(build_dir: Path, verbose: bool) -> ModuleType:
     from torch.utils import cpp_extension
 
     if cpp_extension.CUDA_HOME is None:
         raise RuntimeError("no CUDA toolkit found (set CUDA_HOME or put nvcc on PATH)")
-    build_dir = Path(build_directory) if build_directory is not None else extension_cache_dir()
-    build_dir.mkdir(parents=True, exist_ok=True)
-    logger.info("Multi-scale deformable attention: building the CUDA extension in %s "
-                "(first use; takes a few minutes)", build_dir)
     return cpp_extension.load(
         name=JIT_NAME,
         sources=[str(SOURCE_DIR / s) for s in SOURCES],
@@ -101,38 +90,25 @@ def build_extension(build_directory: Optional[Union[str, Path]] = None, verbose:
     )
 
 
-def _load() -> Optional[ModuleType]:
-    """The extension module, or None (reason in ``_reason``). Tries once per process."""
-    global _ext, _reason, _tried
-    if _tried:
-        return _ext
-    with _lock:
-        if _tried:
-            return _ext
-        try:
-            _ext, where = _find_extension()
-            logger.info("Multi-scale deformable attention: CUDA extension loaded from %s", where)
-        except Exception as e:  # noqa: BLE001 -- any failure only disables this backend
-            message = " ".join(str(e).split())  # compiler output can be long: keep its end
-            _ext, _reason = None, f"{type(e).__name__}: {message if len(message) < 800 else '...' + message[-800:]}"
-            logger.info("Multi-scale deformable attention: cuda backend unavailable (%s)", _reason)
-        _tried = True
-    return _ext
-
-
-def _find_extension() -> Tuple[ModuleType, str]:
+def _require_gpu() -> None:
     if not torch.cuda.is_available():
         raise RuntimeError("no CUDA device")
-    try:
-        module = importlib.import_module(PREBUILT_MODULE)
-        return module, getattr(module, "__file__", PREBUILT_MODULE)
-    except ImportError as e:
-        logger.debug("no prebuilt %s (%s); trying a JIT build", PREBUILT_MODULE, e)
-    if os.environ.get(JIT_ENV, "1").strip().lower() in ("0", "false", "no", "off"):
-        raise RuntimeError(f"no prebuilt {PREBUILT_MODULE} and the JIT build is off ({JIT_ENV}=0)")
-    build_dir = extension_cache_dir()
-    module = build_extension(build_dir)
-    return module, str(build_dir)
+
+
+EXTENSION = LazyExtension(label="CUDA", jit_name=JIT_NAME, sources=[SOURCE_DIR / s for s in SOURCES],
+                          prebuilt=PREBUILT_MODULE, cache_key=_cache_key, build=_jit_build,
+                          precondition=_require_gpu)
+
+
+def build_extension(build_directory: Optional[Union[str, Path]] = None, verbose: bool = False) -> ModuleType:
+    """JIT-compile and import the extension (raises on failure). Needs nvcc and ninja, not a GPU.
+    (Takes a few minutes.)"""
+    return EXTENSION.build(build_directory, verbose)
+
+
+def _load() -> Optional[ModuleType]:
+    """The extension module, or None. Tries once per process."""
+    return EXTENSION.load()
 
 
 def is_available() -> bool:
@@ -142,7 +118,7 @@ def is_available() -> bool:
 
 def unavailable_reason() -> Optional[str]:
     """Why :func:`is_available` is False (None if it is True or was not asked yet)."""
-    return _reason
+    return EXTENSION.reason
 
 
 def supports(value: Tensor) -> bool:
@@ -151,31 +127,6 @@ def supports(value: Tensor) -> bool:
 
 
 # --------------------------------------------------------------------------- autograd
-class MSDeformAttnCUDAFunction(torch.autograd.Function):
-    """Autograd wrapper of the extension's forward / backward (inputs contiguous, one dtype)."""
-
-    @staticmethod
-    def forward(ctx, value: Tensor, spatial_shapes: Tensor, level_start_index: Tensor,
-                sampling_locations: Tensor, attention_weights: Tensor) -> Tensor:
-        ext = _load()
-        if ext is None:
-            raise RuntimeError(f"the multi-scale deformable attention CUDA extension is unavailable: {_reason}")
-        output = ext.forward(value, spatial_shapes, level_start_index, sampling_locations, attention_weights)
-        ctx.save_for_backward(value, spatial_shapes, level_start_index, sampling_locations, attention_weights)
-        N, Lq, M, D = output.shape
-        return output.view(N, Lq, M * D)
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, grad_output: Tensor):
-        value, spatial_shapes, level_start_index, sampling_locations, attention_weights = ctx.saved_tensors
-        grad_value, grad_locations, grad_weights = _load().backward(
-            value, spatial_shapes, level_start_index, sampling_locations, attention_weights,
-            grad_output.contiguous(),
-        )
-        return grad_value, None, None, grad_locations, grad_weights
-
-
 def ms_deform_attn_cuda(
     value: Tensor,
     value_spatial_shapes: Union[Tensor, Sequence[Sequence[int]]],
@@ -188,7 +139,7 @@ def ms_deform_attn_cuda(
     Inputs go through :func:`prepare_kernel_inputs` (the kernels need no batch chunking, so there
     is no ``im2col_step``). Returns (N, Lq, M * D).
     """
-    return MSDeformAttnCUDAFunction.apply(*prepare_kernel_inputs(
+    return MSDeformAttnKernelFunction.apply(EXTENSION, *prepare_kernel_inputs(
         value, value_spatial_shapes, value_level_start_index, sampling_locations, attention_weights))
 
 

@@ -6,7 +6,8 @@ module the first time it is asked for (the backends import this module, never th
 * ``pytorch`` (``ms_deform_attn_pytorch``) -- always available; bilinear ``grid_sample``
   (zeros padding, ``align_corners=False``), numerically the official ``ms_deform_attn_core_pytorch``;
 * ``cuda`` (``ms_deform_attn_cuda``) -- our compiled CUDA kernels;
-* ``triton`` (``ms_deform_attn_triton``) -- Triton kernels.
+* ``triton`` (``ms_deform_attn_triton``) -- Triton kernels;
+* ``cpu`` (``ms_deform_attn_cpu``) -- our compiled C++ CPU kernels (JIT-built on first use).
 
 Each backend module defines ``BACKEND`` (an :class:`MSDABackend`); the compiled ones share
 :func:`prepare_kernel_inputs`. :func:`register_ms_deform_attn_backend` replaces a backend in
@@ -14,10 +15,12 @@ this process (tests, experiments) without touching any caller.
 
 Which backend runs is chosen by :func:`set_ms_deform_attn_impl` (in code) or else by the
 environment variable ``MASK2FORMER_MSDA_IMPL`` (one of ``auto``, ``pytorch``, ``cuda``,
-``triton``; default ``auto``):
+``triton``, ``cpu``; default ``auto``):
 
-* ``auto`` picks the first available backend that supports the inputs among cuda, triton,
-  pytorch (logs its choice once);
+* ``auto`` picks the first backend that supports the inputs and is available among cuda, triton,
+  cpu, pytorch (logs its choice once); while a graph is captured (``torch.compile``,
+  ``torch.export``, ONNX export, ``torch.jit.trace``) it takes ``pytorch``, whose plain tensor ops
+  the graph can hold;
 * a backend named by ``set_ms_deform_attn_impl`` that is not available / cannot take the
   inputs falls back to ``pytorch`` with a one-time warning;
 * a backend forced through ``MASK2FORMER_MSDA_IMPL`` that cannot run raises ``RuntimeError``;
@@ -39,6 +42,7 @@ __all__ = [
     "ENV_VAR",
     "IMPL_NAMES",
     "MSDABackend",
+    "MSDeformAttnKernelFunction",
     "get_ms_deform_attn_impl",
     "multi_scale_deformable_attention",
     "prepare_kernel_inputs",
@@ -50,13 +54,14 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 ENV_VAR = "MASK2FORMER_MSDA_IMPL"
-IMPL_NAMES: Tuple[str, ...] = ("auto", "pytorch", "cuda", "triton")
-_AUTO_ORDER: Tuple[str, ...] = ("cuda", "triton", "pytorch")
+IMPL_NAMES: Tuple[str, ...] = ("auto", "pytorch", "cuda", "triton", "cpu")
+_AUTO_ORDER: Tuple[str, ...] = ("cuda", "triton", "cpu", "pytorch")
 # backend name -> module of this package defining ``BACKEND`` (imported on first use)
 BACKEND_MODULES: Dict[str, str] = {
     "pytorch": "ms_deform_attn_pytorch",
     "cuda": "ms_deform_attn_cuda",
     "triton": "ms_deform_attn_triton",
+    "cpu": "ms_deform_attn_cpu",
 }
 
 SpatialShapes = Union[Tensor, Sequence[Sequence[int]]]
@@ -91,7 +96,7 @@ def _backend(name: str) -> MSDABackend:
 
 
 def register_ms_deform_attn_backend(backend: MSDABackend) -> None:
-    """Add (or replace) the backend ``backend.name`` (``pytorch``, ``cuda`` or ``triton``)."""
+    """Add (or replace) the backend ``backend.name`` (``pytorch``, ``cuda``, ``triton`` or ``cpu``)."""
     if backend.name not in BACKEND_MODULES:
         raise ValueError(f"backend name {backend.name!r} must be one of {list(BACKEND_MODULES)}")
     _BACKENDS[backend.name] = backend
@@ -120,11 +125,15 @@ def get_ms_deform_attn_impl() -> str:
 
 def _why_not(name: str, value: Tensor) -> Optional[str]:
     backend = _backend(name)
-    if not backend.is_available():
-        return "not available"
-    if not backend.supports(value):
+    if not backend.supports(value):  # first: is_available() may build an extension
         return f"does not support {value.dtype} tensors on {value.device}"
+    if not backend.is_available():
+        return "is not available"
     return None
+
+
+def _capturing_graph() -> bool:
+    return torch.compiler.is_compiling() or torch.jit.is_tracing()
 
 
 def _log_once(requested: str, chosen: str, message: str, level: int) -> None:
@@ -138,6 +147,8 @@ def resolve_ms_deform_attn_backend(value: Tensor) -> MSDABackend:
     forced_by_env = _impl_override is None
     requested = get_ms_deform_attn_impl()
     if requested == "auto":
+        if _capturing_graph():
+            return _backend("pytorch")
         reasons = []
         for name in _AUTO_ORDER:
             why = _why_not(name, value)
@@ -153,10 +164,10 @@ def resolve_ms_deform_attn_backend(value: Tensor) -> MSDABackend:
         return _backend(requested)
     if forced_by_env:
         raise RuntimeError(
-            f"{ENV_VAR}={requested!r} forces the {requested} deformable-attention backend, but it is "
+            f"{ENV_VAR}={requested!r} forces the {requested} deformable-attention backend, but it "
             f"{why}; unset {ENV_VAR} or set it to 'auto' or 'pytorch'"
         )
-    _log_once(requested, "pytorch", f"Multi-scale deformable attention: the {requested} backend is "
+    _log_once(requested, "pytorch", f"Multi-scale deformable attention: the {requested} backend "
               f"{why}; falling back to the pytorch backend", logging.WARNING)
     return _backend("pytorch")
 
@@ -229,3 +240,33 @@ def prepare_kernel_inputs(
         starts = torch.as_tensor(value_level_start_index, dtype=torch.long, device=value.device).contiguous()
     return (value.to(dtype).contiguous(), shapes, starts, sampling_locations.to(dtype).contiguous(),
             attention_weights.to(dtype).contiguous())
+
+
+class MSDeformAttnKernelFunction(torch.autograd.Function):
+    """Autograd wrapper of a compiled extension's ``forward`` / ``backward`` (the ``cpu`` and
+    ``cuda`` backends): ``apply(extension, value, shapes, starts, locations, weights)`` with
+    :func:`prepare_kernel_inputs`' inputs and ``extension`` a ``LazyExtension`` (loaded).
+    Saves only the inputs; backward recomputes the bilinear taps."""
+
+    @staticmethod
+    def forward(ctx, extension, value: Tensor, spatial_shapes: Tensor, level_start_index: Tensor,
+                sampling_locations: Tensor, attention_weights: Tensor) -> Tensor:
+        module = extension.load()
+        if module is None:
+            raise RuntimeError(f"the multi-scale deformable attention {extension.label} extension is "
+                               f"unavailable: {extension.reason}")
+        output = module.forward(value, spatial_shapes, level_start_index, sampling_locations, attention_weights)
+        ctx.extension = extension
+        ctx.save_for_backward(value, spatial_shapes, level_start_index, sampling_locations, attention_weights)
+        N, Lq, M, D = output.shape
+        return output.view(N, Lq, M * D)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_output: Tensor):
+        value, spatial_shapes, level_start_index, sampling_locations, attention_weights = ctx.saved_tensors
+        grad_value, grad_locations, grad_weights = ctx.extension.load().backward(
+            value, spatial_shapes, level_start_index, sampling_locations, attention_weights,
+            grad_output.contiguous(),
+        )
+        return None, grad_value, None, None, grad_locations, grad_weights

@@ -3,6 +3,7 @@ MSDeformAttn module (the dispatcher: test_ms_deform_attn_dispatch.py)."""
 from __future__ import annotations
 
 import math
+import shutil
 
 import pytest
 import torch
@@ -75,6 +76,26 @@ def clean_dispatch(monkeypatch):
     msda._logged.clear()
 
 
+@pytest.fixture(params=["pytorch", "cpu"])
+def cpu_backend(request):
+    """The backends that run on CPU tensors: the pytorch path and the compiled cpu kernel."""
+    if request.param == "cpu":
+        from mask2former.layers import ms_deform_attn_cpu
+
+        if not ms_deform_attn_cpu.is_available():
+            if compiler_present():
+                pytest.fail(f"the cpu kernel did not build: {ms_deform_attn_cpu.unavailable_reason()}")
+            pytest.skip("no C++ compiler / ninja: the cpu kernel cannot be built here")
+    return request.param
+
+
+def compiler_present() -> bool:
+    """A C++ compiler and ninja: where the cpu kernel must build."""
+    from torch.utils import cpp_extension
+
+    return shutil.which("c++") is not None and cpp_extension.is_ninja_available()
+
+
 @pytest.mark.parametrize(
     "shapes",
     [
@@ -83,7 +104,8 @@ def clean_dispatch(monkeypatch):
         [(6, 8), (3, 4), (2, 2)],
     ],
 )
-def test_pytorch_path_matches_naive_loop(shapes):
+def test_backends_match_naive_loop(shapes, cpu_backend):
+    set_ms_deform_attn_impl(cpu_backend)
     value, spatial_shapes, start, loc, w = _inputs(shapes)
     outside = ((loc < 0) | (loc > 1)).any(-1).float().mean()
     assert outside > 0.2  # the zero-padding branch is exercised
@@ -107,7 +129,8 @@ def test_exact_pixel_centres_return_the_pixel_values():
     torch.testing.assert_close(out[0, 0], value[0, 2 * 4 + 1, 0], atol=1e-12, rtol=0)
 
 
-def test_gradcheck_float64():
+def test_gradcheck_float64(cpu_backend):
+    set_ms_deform_attn_impl(cpu_backend)
     shapes = [(3, 4), (2, 3)]
     value, spatial_shapes, start, loc, w = _inputs(shapes, N=1, Lq=2, M=2, P=2, D=2, seed=3)
     value.requires_grad_(True)

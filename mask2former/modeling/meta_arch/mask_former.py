@@ -7,6 +7,7 @@ pure functions of :mod:`mask2former.modeling.postprocessing`.
 """
 from __future__ import annotations
 
+import contextlib
 from typing import Any, Dict, List, Optional, Sequence, Set
 
 import torch
@@ -26,7 +27,7 @@ from ..postprocessing import (
 )
 from .preprocessing import preprocess_images
 
-__all__ = ["MaskFormer", "dataset_metadata"]
+__all__ = ["MaskFormer", "dataset_metadata", "head_outputs"]
 
 
 @META_ARCH_REGISTRY.register()
@@ -147,7 +148,7 @@ class MaskFormer(nn.Module):
                                    getattr(self.backbone, "padding_constraints", None))  # (B, C, Hp, Wp)
 
         features = self.backbone(images.tensor)
-        outputs = self.sem_seg_head(features)
+        outputs = head_outputs(self.sem_seg_head, features, self.training)
 
         if self.training:
             if "instances" in batched_inputs[0]:
@@ -245,6 +246,15 @@ class MaskFormer(nn.Module):
             padded_masks[:, : gt_masks.shape[1], : gt_masks.shape[2]] = gt_masks
             new_targets.append({"labels": targets_per_image.gt_classes, "masks": padded_masks})
         return new_targets
+
+
+def head_outputs(sem_seg_head: nn.Module, features: Dict[str, torch.Tensor], training: bool) -> Dict[str, Any]:
+    """``sem_seg_head(features)``; at inference, where the transformer decoder offers
+    ``final_prediction_only``, without the intermediate layers' predictions (inference reads only
+    ``pred_logits`` / ``pred_masks``; ``aux_outputs`` is then empty)."""
+    skip = None if training else getattr(getattr(sem_seg_head, "predictor", None), "final_prediction_only", None)
+    with skip() if skip is not None else contextlib.nullcontext():
+        return sem_seg_head(features)
 
 
 def dataset_metadata(cfg) -> Optional[Any]:

@@ -24,7 +24,7 @@ from ...config import configurable
 from ...structures import ImageList
 from ..build import META_ARCH_REGISTRY, build_backbone, build_sem_seg_head
 from ..video_criterion import VideoSetCriterion
-from .mask_former import dataset_metadata
+from .mask_former import dataset_metadata, head_outputs
 from .preprocessing import preprocess_images
 
 __all__ = ["VideoMaskFormer", "video_inference"]
@@ -192,7 +192,7 @@ class VideoMaskFormer(nn.Module):
                                    getattr(self.backbone, "padding_constraints", None))  # (B*T, C, Hp, Wp)
 
         features = self.backbone(images.tensor)
-        outputs = self.sem_seg_head(features)
+        outputs = head_outputs(self.sem_seg_head, features, self.training)
 
         if self.training:
             if "instances" not in batched_inputs[0]:

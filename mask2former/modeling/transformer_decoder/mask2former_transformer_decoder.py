@@ -15,8 +15,9 @@ weights.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor, nn
@@ -156,8 +157,14 @@ def masked_attention_allowed(mask_logits: Tensor, size: Sequence[int]) -> Tensor
         # channels-last, which costs more than the resize itself.
         resized = F.interpolate(mask_logits.reshape(bsz * num_queries, 1, height, width),
                                 size=tuple(size), mode="bilinear", align_corners=False)
-        allowed = ~(resized.sigmoid().view(bsz, num_queries, -1) < 0.5)  # (B, Q, h*w)
-        return allowed | ~allowed.any(dim=-1, keepdim=True)
+        return allowed_where_mask(resized.view(bsz, num_queries, *size))
+
+
+def allowed_where_mask(mask_logits: Tensor) -> Tensor:
+    """(B, Q, h, w) mask logits at a feature level's size -> (B, Q, h*w) bool "may attend":
+    ``sigmoid >= 0.5``; a row with no True position becomes all True."""
+    allowed = ~(mask_logits.detach().sigmoid().flatten(2) < 0.5)  # (B, Q, h*w)
+    return allowed | ~allowed.any(dim=-1, keepdim=True)
 
 
 @TRANSFORMER_DECODER_REGISTRY.register()
@@ -241,6 +248,24 @@ class MultiScaleMaskedTransformerDecoder(nn.Module):
 
         self.class_embed = nn.Linear(hidden_dim, num_classes + 1)
         self.mask_embed = MLP(hidden_dim, hidden_dim, mask_dim, 3)
+        self._final_only = False  # see final_prediction_only()
+
+    @contextlib.contextmanager
+    def final_prediction_only(self) -> Iterator[None]:
+        """Within this context an eval-mode forward predicts class logits and full-size masks only
+        after the last layer (``aux_outputs`` is empty): what inference reads.
+
+        Each earlier layer needs only its attention mask at the next feature level's size, and
+        bilinear resizing commutes with the (linear) mask embedding product, so those masks come
+        from ``mask_features`` resized once per level instead of from (B, Q, H/4, W/4) logits
+        resized per layer: the same values up to float rounding, at a fraction of the cost.
+        In training mode this has no effect (every layer's prediction feeds a loss).
+        """
+        previous, self._final_only = self._final_only, True
+        try:
+            yield
+        finally:
+            self._final_only = previous
 
     @classmethod
     def from_config(cls, cfg, in_channels: int, mask_classification: bool) -> Dict:
@@ -321,11 +346,24 @@ class MultiScaleMaskedTransformerDecoder(nn.Module):
         output = self.query_feat.weight.unsqueeze(0).expand(bs, -1, -1)  # (B, Q, C)
 
         predictions_class, predictions_mask = [], []
-        outputs_class, outputs_mask, allowed = self.forward_prediction_heads(
-            output, mask_features, attn_mask_target_size=sizes[0]
-        )
-        predictions_class.append(outputs_class)
-        predictions_mask.append(outputs_mask)
+        final_only = self._final_only and not self.training
+        resized_features: Dict[Tuple[int, int], Tensor] = {}  # final_only: mask_features per level size
+
+        def predict(output: Tensor, next_size: Optional[Sequence[int]]) -> Optional[Tensor]:
+            """Predictions after a layer (kept in the lists); returns the next attention mask."""
+            if final_only and next_size is not None:
+                key = tuple(next_size)
+                if key not in resized_features:
+                    resized_features[key] = self.resize_mask_features(mask_features, key)
+                return self.attention_mask_at(output, resized_features[key])
+            outputs_class, outputs_mask, allowed = self.forward_prediction_heads(
+                output, mask_features, attn_mask_target_size=next_size
+            )
+            predictions_class.append(outputs_class)
+            predictions_mask.append(outputs_mask)
+            return allowed
+
+        allowed = predict(output, sizes[0])
 
         recompute = self.checkpoint and self.training and torch.is_grad_enabled()
         for i in range(self.num_layers):
@@ -337,12 +375,7 @@ class MultiScaleMaskedTransformerDecoder(nn.Module):
                 output = self._layer(i, output, src[level], allowed, pos[level], query_pos)
 
             is_last = i == self.num_layers - 1
-            next_size = None if is_last else sizes[(i + 1) % self.num_feature_levels]
-            outputs_class, outputs_mask, allowed = self.forward_prediction_heads(
-                output, mask_features, attn_mask_target_size=next_size
-            )
-            predictions_class.append(outputs_class)
-            predictions_mask.append(outputs_mask)
+            allowed = predict(output, None if is_last else sizes[(i + 1) % self.num_feature_levels])
 
         return {
             "pred_logits": predictions_class[-1],
@@ -377,6 +410,17 @@ class MultiScaleMaskedTransformerDecoder(nn.Module):
         if attn_mask_target_size is not None:
             allowed = masked_attention_allowed(outputs_mask, attn_mask_target_size)
         return outputs_class, outputs_mask, allowed
+
+    @staticmethod
+    def resize_mask_features(mask_features: Tensor, size: Tuple[int, int]) -> Tensor:
+        """(B, mask_dim, H, W) -> (B, mask_dim, h, w), bilinear as the attention masks are resized."""
+        return F.interpolate(mask_features, size=size, mode="bilinear", align_corners=False)
+
+    def attention_mask_at(self, output: Tensor, features: Tensor) -> Tensor:
+        """(B, Q, h*w) "may attend" mask from (B, Q, C) queries and (B, mask_dim, h, w) mask
+        features already at the feature level's size."""
+        mask_embed = self.mask_embed(self.decoder_norm(output))  # (B, Q, mask_dim)
+        return allowed_where_mask(torch.einsum("bqc,bchw->bqhw", mask_embed, features))  # (B, Q, h*w)
 
     def _set_aux_loss(self, outputs_class: List[Tensor], outputs_seg_masks: List[Tensor]) -> List[Dict]:
         return [

@@ -26,7 +26,7 @@ from torch.nn import functional as F
 from ...config.configurable import configurable
 from ...layers import PositionEmbeddingSine3D
 from ..build import TRANSFORMER_DECODER_REGISTRY
-from .mask2former_transformer_decoder import MultiScaleMaskedTransformerDecoder
+from .mask2former_transformer_decoder import MultiScaleMaskedTransformerDecoder, allowed_where_mask
 
 __all__ = ["VideoMultiScaleMaskedTransformerDecoder", "video_masked_attention_allowed"]
 
@@ -45,8 +45,7 @@ def video_masked_attention_allowed(mask_logits: Tensor, size: Sequence[int]) -> 
     with torch.no_grad():  # a hard mask: no gradient flows through it
         resized = F.interpolate(mask_logits.reshape(-1, 1, height, width), size=tuple(size),
                                 mode="bilinear", align_corners=False)  # (B*Q*T, 1, h, w)
-        allowed = ~(resized.sigmoid().view(bsz, num_queries, -1) < 0.5)  # (B, Q, T*h*w)
-        return allowed | ~allowed.any(dim=-1, keepdim=True)
+        return allowed_where_mask(resized.view(bsz, num_queries, frames, *size))  # (B, Q, T*h*w)
 
 
 @TRANSFORMER_DECODER_REGISTRY.register()
@@ -146,3 +145,15 @@ class VideoMultiScaleMaskedTransformerDecoder(MultiScaleMaskedTransformerDecoder
         if attn_mask_target_size is not None:
             allowed = video_masked_attention_allowed(outputs_mask, attn_mask_target_size)
         return outputs_class, outputs_mask, allowed
+
+    @staticmethod
+    def resize_mask_features(mask_features: Tensor, size: Tuple[int, int]) -> Tensor:
+        """(B, T, mask_dim, H, W) -> (B, T, mask_dim, h, w), per frame."""
+        b, t, c, _, _ = mask_features.shape
+        resized = F.interpolate(mask_features.flatten(0, 1), size=size, mode="bilinear", align_corners=False)
+        return resized.view(b, t, c, *size)
+
+    def attention_mask_at(self, output: Tensor, features: Tensor) -> Tensor:
+        """(B, Q, T*h*w) "may attend" mask from (B, Q, C) queries and (B, T, mask_dim, h, w) features."""
+        mask_embed = self.mask_embed(self.decoder_norm(output))  # (B, Q, mask_dim)
+        return allowed_where_mask(torch.einsum("bqc,btchw->bqthw", mask_embed, features))  # (B, Q, T*h*w)

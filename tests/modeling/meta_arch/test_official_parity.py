@@ -36,7 +36,7 @@ def _run_case(case_dir: Path) -> Dict[str, Any]:
     model.backbone.register_forward_hook(
         lambda m, args, out: captured.update(images_tensor=args[0], features=out)
     )
-    model.sem_seg_head.register_forward_hook(lambda m, args, out: captured.update(head=out))
+    head_hook = model.sem_seg_head.register_forward_hook(lambda m, args, out: captured.update(head=out))
     pixel_decoder = model.sem_seg_head.pixel_decoder
     forward_features = pixel_decoder.forward_features
 
@@ -50,6 +50,10 @@ def _run_case(case_dir: Path) -> Dict[str, Any]:
     inputs = torch.load(case_dir / "inputs.pt", weights_only=True)
     with torch.no_grad():
         captured["processed_results"] = model(inputs)
+        # inference computes only the last layer's prediction; every layer's, as the head returns them
+        # outside inference, from the same features
+        head_hook.remove()
+        captured["head_all_layers"] = model.sem_seg_head(captured["features"])
     captured["reference"] = torch.load(case_dir / "outputs.pt", weights_only=True)
     return captured
 
@@ -108,7 +112,10 @@ def _check_predictions(actual: Dict, expected: Dict, name: str) -> None:
 
 
 def test_head_outputs(run):
-    actual, expected = run["head"], run["reference"]["head"]
+    expected = run["reference"]["head"]
+    _check_predictions(run["head"], expected, "head (inference)")
+    assert run["head"]["aux_outputs"] == []  # inference skips the intermediate predictions
+    actual = run["head_all_layers"]
     _check_predictions(actual, expected, "head")
     assert len(actual["aux_outputs"]) == len(expected["aux_outputs"])
     for i, (a, e) in enumerate(zip(actual["aux_outputs"], expected["aux_outputs"])):

@@ -35,7 +35,7 @@ def run(reference_dir: Path) -> Dict[str, Any]:
 
     captured: Dict[str, Any] = {}
     model.backbone.register_forward_hook(lambda m, args, out: captured.update(images_tensor=args[0], features=out))
-    model.sem_seg_head.register_forward_hook(lambda m, args, out: captured.update(head=out))
+    head_hook = model.sem_seg_head.register_forward_hook(lambda m, args, out: captured.update(head=out))
     pixel_decoder = model.sem_seg_head.pixel_decoder
     forward_features = pixel_decoder.forward_features
 
@@ -47,6 +47,10 @@ def run(reference_dir: Path) -> Dict[str, Any]:
     inputs = torch.load(case_dir / "inputs.pt", weights_only=True)
     with torch.no_grad():
         captured["result"] = model(inputs)
+        # inference computes only the last layer's prediction; every layer's, as the head returns them
+        # outside inference, from the same features
+        head_hook.remove()
+        captured["head_all_layers"] = model.sem_seg_head(captured["features"])
     captured["reference"] = torch.load(case_dir / "outputs.pt", weights_only=True)
     return captured
 
@@ -74,9 +78,10 @@ def test_pixel_decoder(run):
 
 
 def test_head_outputs(run):
-    actual, expected = run["head"], run["reference"]["head"]
+    actual, expected = run["head_all_layers"], run["reference"]["head"]
+    assert run["head"]["aux_outputs"] == []  # inference skips the intermediate predictions
     assert actual["pred_masks"].shape == (1, 20, 3, 40, 56)  # (B, Q, T, H/4, W/4)
-    pairs = [("head", actual, expected)] + [
+    pairs = [("head (inference)", run["head"], expected), ("head", actual, expected)] + [
         (f"aux_outputs[{i}]", a, e) for i, (a, e) in enumerate(zip(actual["aux_outputs"], expected["aux_outputs"]))
     ]
     assert len(actual["aux_outputs"]) == len(expected["aux_outputs"]) == 3

@@ -233,6 +233,47 @@ def test_multiscale_decoder_matches_naive_masked_attention(pre_norm: bool) -> No
         torch.testing.assert_close(pred["pred_masks"], ref["masks"][i], atol=1e-4, rtol=1e-5)
 
 
+@pytest.mark.parametrize("pre_norm", [False, True])
+def test_final_prediction_only_matches_every_layer_forward(pre_norm: bool) -> None:
+    """Inference's shortcut (attention masks from resized mask_features) gives the same last
+    prediction and the same attention masks as resizing every layer's full-size mask logits."""
+    torch.manual_seed(4)
+    dec = _tiny_decoder(pre_norm, in_channels=12).eval()
+    with torch.no_grad():
+        for p in dec.parameters():
+            if p.dim() == 1:
+                p.add_(torch.randn_like(p) * 0.3)
+    x = [torch.randn(2, 12, 2, 3), torch.randn(2, 12, 4, 5), torch.randn(2, 12, 8, 10)]
+    mask_features = torch.randn(2, 8, 16, 20)
+    seen = {"full": [], "fast": []}
+
+    def recording(key):
+        def hook(module, args, kwargs, out):
+            seen[key].append(kwargs["allowed"])
+        return hook
+
+    with torch.no_grad():
+        handle = dec.transformer_cross_attention_layers[1].register_forward_hook(recording("full"), with_kwargs=True)
+        full = dec(x, mask_features)
+        handle.remove()
+        with dec.final_prediction_only():
+            handle = dec.transformer_cross_attention_layers[1].register_forward_hook(recording("fast"),
+                                                                                      with_kwargs=True)
+            fast = dec(x, mask_features)
+            handle.remove()
+    assert fast["aux_outputs"] == [] and len(full["aux_outputs"]) == dec.num_layers
+    torch.testing.assert_close(fast["pred_logits"], full["pred_logits"], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(fast["pred_masks"], full["pred_masks"], atol=1e-4, rtol=1e-5)
+    allowed_full, allowed_fast = seen["full"][0], seen["fast"][0]
+    assert 0.1 < allowed_full.float().mean() < 0.9  # a real mask, not all / nothing
+    assert torch.equal(allowed_fast, allowed_full)
+    # training mode ignores the context: every layer predicts (deep supervision)
+    dec.train()
+    with dec.final_prediction_only():
+        assert len(dec(x, mask_features)["aux_outputs"]) == dec.num_layers
+    assert not dec._final_only  # restored on exit
+
+
 def test_fully_masked_query_attends_everywhere() -> None:
     """A query blocked everywhere must give the unmasked result (not NaN, not zeros)."""
     torch.manual_seed(3)
