@@ -207,6 +207,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     torch.manual_seed(0)  # random weights, the same in every run (post-processing depends on them)
     model = build_model(cfg)
+    predictor = getattr(getattr(model, "sem_seg_head", None), "predictor", None)
+    if hasattr(predictor, "inference_shortcut"):
+        # count as the papers do: every decoder layer predicts full-size masks (this project's
+        # inference computes only the last layer's; docs/performance.md)
+        predictor.inference_shortcut = False
     if cfg.MODEL.WEIGHTS:  # counts do not depend on the weights, except post-processing's few
         try:
             DetectionCheckpointer(model).load(cfg.MODEL.WEIGHTS)

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 
+import mask2former.data  # noqa: F401  (the built-in datasets' metadata, which panoptic inference reads)
 from mask2former.checkpoint import DetectionCheckpointer
 from mask2former.config import get_cfg
 from mask2former.modeling.build import build_model

@@ -7,7 +7,6 @@ pure functions of :mod:`mask2former.modeling.postprocessing`.
 """
 from __future__ import annotations
 
-import contextlib
 from typing import Any, Dict, List, Optional, Sequence, Set
 
 import torch
@@ -250,10 +249,13 @@ class MaskFormer(nn.Module):
 
 def head_outputs(sem_seg_head: nn.Module, features: Dict[str, torch.Tensor], training: bool) -> Dict[str, Any]:
     """``sem_seg_head(features)``; at inference, where the transformer decoder offers
-    ``final_prediction_only``, without the intermediate layers' predictions (inference reads only
-    ``pred_logits`` / ``pred_masks``; ``aux_outputs`` is then empty)."""
-    skip = None if training else getattr(getattr(sem_seg_head, "predictor", None), "final_prediction_only", None)
-    with skip() if skip is not None else contextlib.nullcontext():
+    ``final_prediction_only`` (and its ``inference_shortcut`` is on), without the intermediate
+    layers' predictions (inference reads only ``pred_logits`` / ``pred_masks``; ``aux_outputs``
+    is then empty)."""
+    predictor = getattr(sem_seg_head, "predictor", None)
+    if training or not getattr(predictor, "inference_shortcut", False):
+        return sem_seg_head(features)
+    with predictor.final_prediction_only():
         return sem_seg_head(features)
 
 

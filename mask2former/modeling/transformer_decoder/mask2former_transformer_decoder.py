@@ -249,6 +249,9 @@ class MultiScaleMaskedTransformerDecoder(nn.Module):
         self.class_embed = nn.Linear(hidden_dim, num_classes + 1)
         self.mask_embed = MLP(hidden_dim, hidden_dim, mask_dim, 3)
         self._final_only = False  # see final_prediction_only()
+        # whether inference (``meta_arch.mask_former.head_outputs``) uses final_prediction_only();
+        # False computes every layer's prediction at inference too, as the official decoder does
+        self.inference_shortcut = True
 
     @contextlib.contextmanager
     def final_prediction_only(self) -> Iterator[None]:

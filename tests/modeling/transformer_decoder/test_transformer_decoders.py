@@ -14,6 +14,7 @@ from torch.nn import functional as F
 from mask2former.checkpoint import load_pickle
 from mask2former.config import get_cfg
 from mask2former.modeling.build import TRANSFORMER_DECODER_REGISTRY, build_transformer_decoder
+from mask2former.modeling.meta_arch.mask_former import head_outputs
 from mask2former.modeling.transformer_decoder.mask2former_transformer_decoder import (
     MultiScaleMaskedTransformerDecoder,
     masked_attention_allowed,
@@ -233,6 +234,17 @@ def test_multiscale_decoder_matches_naive_masked_attention(pre_norm: bool) -> No
         torch.testing.assert_close(pred["pred_masks"], ref["masks"][i], atol=1e-4, rtol=1e-5)
 
 
+class _HeadOf(nn.Module):
+    """A stand-in segmentation head: ``predictor`` is the decoder, features are its inputs."""
+
+    def __init__(self, decoder: nn.Module):
+        super().__init__()
+        self.predictor = decoder
+
+    def forward(self, features):
+        return self.predictor(*features)
+
+
 @pytest.mark.parametrize("pre_norm", [False, True])
 def test_final_prediction_only_matches_every_layer_forward(pre_norm: bool) -> None:
     """Inference's shortcut (attention masks from resized mask_features) gives the same last
@@ -267,6 +279,12 @@ def test_final_prediction_only_matches_every_layer_forward(pre_norm: bool) -> No
     allowed_full, allowed_fast = seen["full"][0], seen["fast"][0]
     assert 0.1 < allowed_full.float().mean() < 0.9  # a real mask, not all / nothing
     assert torch.equal(allowed_fast, allowed_full)
+    # the meta-architectures' head call takes the shortcut at inference unless it is switched off
+    head = _HeadOf(dec)
+    with torch.no_grad():
+        assert head_outputs(head, (x, mask_features), training=False)["aux_outputs"] == []
+        dec.inference_shortcut = False  # tools/analyze_model.py counts FLOPs this way
+        assert len(head_outputs(head, (x, mask_features), training=False)["aux_outputs"]) == dec.num_layers
     # training mode ignores the context: every layer predicts (deep supervision)
     dec.train()
     with dec.final_prediction_only():
