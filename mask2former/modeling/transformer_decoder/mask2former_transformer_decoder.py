@@ -350,15 +350,17 @@ class MultiScaleMaskedTransformerDecoder(nn.Module):
 
         predictions_class, predictions_mask = [], []
         final_only = self._final_only and not self.training
-        resized_features: Dict[Tuple[int, int], Tensor] = {}  # final_only: mask_features per level size
+        # final_only: mask_features resized to each level (keyed by level: sizes may be symbolic)
+        resized_features: Dict[int, Tensor] = {}
 
-        def predict(output: Tensor, next_size: Optional[Sequence[int]]) -> Optional[Tensor]:
-            """Predictions after a layer (kept in the lists); returns the next attention mask."""
-            if final_only and next_size is not None:
-                key = tuple(next_size)
-                if key not in resized_features:
-                    resized_features[key] = self.resize_mask_features(mask_features, key)
-                return self.attention_mask_at(output, resized_features[key])
+        def predict(output: Tensor, next_level: Optional[int]) -> Optional[Tensor]:
+            """Predictions after a layer (kept in the lists); returns the attention mask for
+            ``next_level`` (None after the last layer)."""
+            next_size = None if next_level is None else sizes[next_level]
+            if final_only and next_level is not None:
+                if next_level not in resized_features:
+                    resized_features[next_level] = self.resize_mask_features(mask_features, tuple(next_size))
+                return self.attention_mask_at(output, resized_features[next_level])
             outputs_class, outputs_mask, allowed = self.forward_prediction_heads(
                 output, mask_features, attn_mask_target_size=next_size
             )
@@ -366,7 +368,7 @@ class MultiScaleMaskedTransformerDecoder(nn.Module):
             predictions_mask.append(outputs_mask)
             return allowed
 
-        allowed = predict(output, sizes[0])
+        allowed = predict(output, 0)
 
         recompute = self.checkpoint and self.training and torch.is_grad_enabled()
         for i in range(self.num_layers):
@@ -378,7 +380,7 @@ class MultiScaleMaskedTransformerDecoder(nn.Module):
                 output = self._layer(i, output, src[level], allowed, pos[level], query_pos)
 
             is_last = i == self.num_layers - 1
-            allowed = predict(output, None if is_last else sizes[(i + 1) % self.num_feature_levels])
+            allowed = predict(output, None if is_last else (i + 1) % self.num_feature_levels)
 
         return {
             "pred_logits": predictions_class[-1],
