@@ -55,7 +55,7 @@ from mask2former.engine.defaults import setup_cfg as setup_tool_cfg  # noqa: E40
 from mask2former.data import MetadataCatalog  # noqa: E402
 from mask2former.modeling import build_model  # noqa: E402
 from mask2former.modeling.meta_arch.mask_former import head_outputs  # noqa: E402
-from mask2former.utils.memory import keep_freed_cpu_memory  # noqa: E402
+from mask2former.utils.memory import configure_cpu_memory  # noqa: E402
 from mask2former.solver import build_optimizer  # noqa: E402
 from mask2former.structures import BitMasks, Instances  # noqa: E402
 
@@ -412,6 +412,9 @@ def get_parser() -> argparse.ArgumentParser:
                         help="timed iterations (default: 10 inference, 5 train)")
     parser.add_argument("--warmup", type=int, default=2, help="untimed iterations first")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
+    parser.add_argument("--cpu-memory", choices=["cache", "release", "system"], default=None,
+                        help="glibc malloc policy (mask2former.utils.memory; default: "
+                             "$MASK2FORMER_CPU_MEMORY_CACHE, else cache)")
     parser.add_argument("--outputs", choices=["all", "config"], default="all",
                         help="inference results: semantic+instance+panoptic (all, where the "
                         "dataset metadata allows panoptic) or the config's")
@@ -469,7 +472,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     cfg, notes = setup_cfg(args)
 
     torch.manual_seed(0)  # random weights, the same in every run (post-processing depends on them)
-    keep_freed_cpu_memory()  # as DefaultPredictor / DefaultTrainer do
+    memory_policy = configure_cpu_memory(args.cpu_memory)  # as DefaultPredictor / DefaultTrainer do
     model = build_model(cfg)
     weights = "random"
     if cfg.MODEL.WEIGHTS:
@@ -549,7 +552,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
           f"{torch.get_num_threads()} threads; precision {args.precision}; input "
           f"{args.input_size[0]}x{args.input_size[1]}; batch size {args.batch_size}"
           f"{clip_note}; "
-          f"{num_iter} timed iterations after {args.warmup} warm-up; weights: {weights}")
+          f"{num_iter} timed iterations after {args.warmup} warm-up; weights: {weights}; "
+          f"CPU memory policy {memory_policy}")
     if args.task == "inference":
         print(f"Inference outputs: {_outputs_description(cfg)}")
     for note in notes:

@@ -143,6 +143,8 @@ _C.MODEL.RESNETS.STRIDE_IN_1X1 = True
 _C.MODEL.RESNETS.RES5_DILATION = 1
 _C.MODEL.RESNETS.RES2_OUT_CHANNELS = 256
 _C.MODEL.RESNETS.STEM_OUT_CHANNELS = 64
+# [project] Activation checkpointing of the trainable ResNet blocks (training; FrozenBN or GN only).
+_C.MODEL.RESNETS.CHECKPOINT = False
 # Deformable convolutions per stage (res2..res5).
 _C.MODEL.RESNETS.DEFORM_ON_PER_STAGE = [False, False, False, False]
 _C.MODEL.RESNETS.DEFORM_MODULATED = False

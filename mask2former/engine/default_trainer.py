@@ -27,7 +27,7 @@ from ..solver import build_lr_scheduler, build_optimizer
 from ..utils import comm
 from ..utils.events import CommonMetricPrinter, JSONWriter, TensorboardXWriter
 from ..utils.logger import setup_logger
-from ..utils.memory import keep_freed_cpu_memory
+from ..utils.memory import configure_cpu_memory
 from . import hooks
 from .output_dir import check_free_space, eval_results_target, expected_checkpoint_bytes
 from .evaluator_builder import SEMANTIC_EVALUATOR_TYPES, build_evaluator
@@ -73,7 +73,7 @@ class DefaultTrainer(TrainerBase):
             setup_logger()
         cfg = self.auto_scale_workers(cfg, comm.get_world_size())
         self.cfg = cfg
-        keep_freed_cpu_memory()  # no page faults from re-allocated temporaries on every step
+        configure_cpu_memory()  # default: no page faults from re-allocated temporaries on every step
 
         model = self.build_model(cfg)
         optimizer = self.build_optimizer(cfg, model)

@@ -11,7 +11,7 @@ from ..config import CfgNode
 from ..data import MetadataCatalog
 from ..data.transforms import ResizeShortestEdge
 from ..modeling.build import build_model
-from ..utils.memory import keep_freed_cpu_memory
+from ..utils.memory import configure_cpu_memory
 
 __all__ = ["DefaultPredictor", "setup_cfg", "validate_image"]
 
@@ -49,7 +49,7 @@ class DefaultPredictor:
         if cfg.INPUT.FORMAT not in ("RGB", "BGR"):
             raise ValueError(f"DefaultPredictor: INPUT.FORMAT must be 'RGB' or 'BGR', got {cfg.INPUT.FORMAT!r}")
         self.cfg = cfg.clone()
-        keep_freed_cpu_memory()  # no page faults from re-allocated temporaries on every call
+        configure_cpu_memory()  # default: no page faults from re-allocated temporaries on every call
         self.model = build_model(self.cfg)
         self.model.eval()
         if len(cfg.DATASETS.TEST):

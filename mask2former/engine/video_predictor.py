@@ -13,7 +13,7 @@ from ..data.transforms import ResizeShortestEdge
 from ..modeling.build import build_model
 from ..structures import Instances
 from ..utils.catalog import MetadataCatalog
-from ..utils.memory import keep_freed_cpu_memory
+from ..utils.memory import configure_cpu_memory
 from ..utils.video_visualizer import VideoVisualizer
 from ..utils.visualizer import ColorMode
 from .defaults import _to_three_channels, validate_image
@@ -34,7 +34,7 @@ class VideoPredictor:
         if cfg.INPUT.FORMAT not in ("RGB", "BGR"):
             raise ValueError(f"VideoPredictor: INPUT.FORMAT must be 'RGB' or 'BGR', got {cfg.INPUT.FORMAT!r}")
         self.cfg = cfg.clone()
-        keep_freed_cpu_memory()
+        configure_cpu_memory()
         self.model = build_model(self.cfg)
         self.model.eval()
         self.metadata = MetadataCatalog.get(cfg.DATASETS.TEST[0]) if len(cfg.DATASETS.TEST) else None

@@ -1,7 +1,7 @@
 """Normalization layers: ``FrozenBatchNorm2d`` and ``get_norm`` (detectron2's norm names)."""
 from __future__ import annotations
 
-from typing import Callable, Union
+from typing import Callable, Optional, Tuple, Union
 
 import torch
 from torch import nn
@@ -28,11 +28,22 @@ class FrozenBatchNorm2d(nn.Module):
         self.register_buffer("running_mean", torch.zeros(num_features))
         self.register_buffer("running_var", torch.ones(num_features) - eps)
 
+    def scale_and_shift(self) -> Tuple[torch.Tensor, torch.Tensor]:
+        """(C,) ``scale`` and ``shift`` with ``forward(x) = x * scale + shift`` per channel."""
+        scale = self.weight * (self.running_var + self.eps).rsqrt()
+        return scale, self.bias - self.running_mean * scale
+
+    def fold_into_conv(self, weight: torch.Tensor, bias: Optional[torch.Tensor]
+                       ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Weight (C, ...) and bias (C,) of one convolution that computes conv, then this norm."""
+        scale, shift = self.scale_and_shift()
+        folded_bias = shift if bias is None else bias * scale + shift
+        return weight * scale.view(-1, *([1] * (weight.dim() - 1))), folded_bias
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.requires_grad:
             # Folded scale / shift: cheaper and exactly what detectron2 computes in training.
-            scale = self.weight * (self.running_var + self.eps).rsqrt()
-            bias = self.bias - self.running_mean * scale
+            scale, bias = self.scale_and_shift()
             out_dtype = x.dtype
             return x * scale.view(1, -1, 1, 1).to(out_dtype) + bias.view(1, -1, 1, 1).to(out_dtype)
         return F.batch_norm(

@@ -37,6 +37,8 @@ from typing import Callable, Dict, Optional, Sequence, Set, Tuple, Union
 import torch
 from torch import Tensor
 
+from ..utils.env import capturing_graph
+
 __all__ = [
     "BACKEND_MODULES",
     "ENV_VAR",
@@ -132,10 +134,6 @@ def _why_not(name: str, value: Tensor) -> Optional[str]:
     return None
 
 
-def _capturing_graph() -> bool:
-    return torch.compiler.is_compiling() or torch.jit.is_tracing()
-
-
 def _log_once(requested: str, chosen: str, message: str, level: int) -> None:
     if (requested, chosen) not in _logged:
         _logged.add((requested, chosen))
@@ -147,7 +145,7 @@ def resolve_ms_deform_attn_backend(value: Tensor) -> MSDABackend:
     forced_by_env = _impl_override is None
     requested = get_ms_deform_attn_impl()
     if requested == "auto":
-        if _capturing_graph():
+        if capturing_graph():
             return _backend("pytorch")
         reasons = []
         for name in _AUTO_ORDER:

@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import math
-from typing import Optional
+from typing import Dict, Optional, Tuple
 
 import torch
 from torch import nn
+
+from ..utils.env import capturing_graph
 
 __all__ = ["PositionEmbeddingSine", "PositionEmbeddingSine3D"]
 
@@ -22,9 +24,24 @@ class PositionEmbeddingSine(nn.Module):
         self.temperature = temperature
         self.normalize = normalize
         self.scale = 2 * math.pi if scale is None else scale
+        self._cache: Dict[Tuple[int, int, int, str], torch.Tensor] = {}
 
     def forward(self, x: torch.Tensor, mask: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """(B, C, H, W) features [, (B, H, W) bool padding mask] -> (B, 2 * num_pos_feats, H, W)."""
+        """(B, C, H, W) features [, (B, H, W) bool padding mask] -> (B, 2 * num_pos_feats, H, W).
+
+        Without a mask the encoding depends on the size only: it is cached per size in eager
+        mode (a read-only result: callers must not modify it in place).
+        """
+        if mask is not None or capturing_graph():
+            return self._encode(x, mask)
+        key = (x.size(0), x.size(2), x.size(3), str(x.device))
+        if key not in self._cache:
+            if len(self._cache) >= 16:
+                self._cache.clear()
+            self._cache[key] = self._encode(x, None)
+        return self._cache[key]
+
+    def _encode(self, x: torch.Tensor, mask: Optional[torch.Tensor]) -> torch.Tensor:
         if mask is None:
             mask = torch.zeros((x.size(0), x.size(2), x.size(3)), device=x.device, dtype=torch.bool)
         not_mask = ~mask

@@ -8,7 +8,7 @@ import random
 import numpy as np
 import torch
 
-__all__ = ["resolve_device", "seed_all_rng"]
+__all__ = ["capturing_graph", "resolve_device", "seed_all_rng"]
 
 _logger = logging.getLogger(__name__)
 
@@ -30,3 +30,10 @@ def seed_all_rng(seed: int | None = None) -> int:
     np.random.seed(seed)
     torch.manual_seed(seed)
     return seed
+
+
+def capturing_graph() -> bool:
+    """True while torch.compile / torch.export / ONNX export or ``torch.jit.trace`` records a
+    graph: eager-only shortcuts (caches keyed by sizes or tensor versions, compiled kernels)
+    must then compute inline."""
+    return torch.compiler.is_compiling() or torch.jit.is_tracing()

@@ -67,3 +67,16 @@ def test_padding_mask_restarts_positions_and_bad_input_is_rejected():
         pe(torch.zeros(1, 3, 4, 4))
     with pytest.raises(ValueError, match="normalize"):
         PositionEmbeddingSine3D(4, scale=1.0)
+
+
+def test_2d_encoding_is_cached_per_size_and_equals_the_all_valid_mask():
+    pe = PositionEmbeddingSine(8, normalize=True)
+    x = torch.zeros(2, 3, 4, 5)
+    first, again = pe(x), pe(torch.ones(2, 7, 4, 5))  # only the size matters
+    assert again is first
+    explicit = pe(x, torch.zeros(2, 4, 5, dtype=torch.bool))  # a mask is never cached
+    assert explicit is not first
+    torch.testing.assert_close(first, explicit, atol=0, rtol=0)
+    assert pe(torch.zeros(1, 3, 4, 5)).shape == (1, 16, 4, 5)
+    # x position of column 4 (last), channel 0 of the x half: sin((4 + 1) / (5 + 1e-6) * 2 pi)
+    torch.testing.assert_close(first[0, 8, 0, 4], torch.tensor(math.sin(5 / (5 + 1e-6) * 2 * math.pi)))

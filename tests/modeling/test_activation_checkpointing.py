@@ -1,5 +1,6 @@
-"""MODEL.SEM_SEG_HEAD.CHECKPOINT / MODEL.MASK_FORMER.CHECKPOINT: the layers are recomputed in
-backward and the training step gives the same losses and gradients as without checkpointing."""
+"""MODEL.SEM_SEG_HEAD.CHECKPOINT / MODEL.MASK_FORMER.CHECKPOINT / MODEL.RESNETS.CHECKPOINT: the
+layers are recomputed in backward and the training step gives the same losses and gradients as
+without checkpointing."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -15,7 +16,7 @@ from mask2former.structures import BitMasks, Instances
 SHAPES = Path(__file__).resolve().parents[2] / "configs" / "shapes" / "panoptic-segmentation" / "maskformer2_R18_bs8_1k.yaml"
 
 
-def _model(pixel_decoder: bool, decoder: bool):
+def _model(pixel_decoder: bool, decoder: bool, backbone: bool = False, backbone_norm: str = "BN"):
     cfg = get_cfg()
     cfg.merge_from_file(str(SHAPES))
     cfg.MODEL.DEVICE = "cpu"
@@ -24,6 +25,8 @@ def _model(pixel_decoder: bool, decoder: bool):
     cfg.MODEL.MASK_FORMER.TRAIN_NUM_POINTS = 256
     cfg.MODEL.SEM_SEG_HEAD.CHECKPOINT = pixel_decoder
     cfg.MODEL.MASK_FORMER.CHECKPOINT = decoder
+    cfg.MODEL.RESNETS.CHECKPOINT = backbone
+    cfg.MODEL.RESNETS.NORM = backbone_norm
     torch.manual_seed(0)
     return build_model(cfg).train()
 
@@ -40,8 +43,10 @@ def _batch():
 
 
 def _step(model):
-    calls = {"encoder": 0, "decoder": 0}
+    calls = {"encoder": 0, "decoder": 0, "backbone": 0}
     hooks = [
+        model.backbone.res3[0].register_forward_pre_hook(
+            lambda *a: calls.__setitem__("backbone", calls["backbone"] + 1)),
         model.sem_seg_head.pixel_decoder.transformer.encoder.layers[0].register_forward_pre_hook(
             lambda *a: calls.__setitem__("encoder", calls["encoder"] + 1)),
         model.sem_seg_head.predictor.transformer_ffn_layers[0].register_forward_pre_hook(
@@ -57,12 +62,16 @@ def _step(model):
     return {k: v.detach() for k, v in losses.items()}, grads, calls
 
 
-@pytest.mark.parametrize("pixel_decoder,decoder", [(True, False), (False, True), (True, True)])
-def test_checkpointing_recomputes_and_gives_the_same_step(pixel_decoder, decoder):
-    ref_losses, ref_grads, ref_calls = _step(_model(False, False))
-    losses, grads, calls = _step(_model(pixel_decoder, decoder))
-    assert ref_calls == {"encoder": 1, "decoder": 1}
-    assert calls == {"encoder": 2 if pixel_decoder else 1, "decoder": 2 if decoder else 1}
+@pytest.mark.parametrize("pixel_decoder,decoder,backbone,norm", [
+    (True, False, False, "BN"), (False, True, False, "BN"), (True, True, False, "BN"),
+    (False, False, True, "FrozenBN"), (True, True, True, "GN"),
+])
+def test_checkpointing_recomputes_and_gives_the_same_step(pixel_decoder, decoder, backbone, norm):
+    ref_losses, ref_grads, ref_calls = _step(_model(False, False, backbone_norm=norm))
+    losses, grads, calls = _step(_model(pixel_decoder, decoder, backbone, norm))
+    assert ref_calls == {"encoder": 1, "decoder": 1, "backbone": 1}
+    assert calls == {"encoder": 2 if pixel_decoder else 1, "decoder": 2 if decoder else 1,
+                     "backbone": 2 if backbone else 1}
     assert losses.keys() == ref_losses.keys()
     for k in ref_losses:
         torch.testing.assert_close(losses[k], ref_losses[k], atol=1e-5, rtol=1e-5, msg=k)
@@ -72,10 +81,20 @@ def test_checkpointing_recomputes_and_gives_the_same_step(pixel_decoder, decoder
         torch.testing.assert_close(grads[k], ref_grads[k], atol=1e-5, rtol=1e-4, msg=k)
 
 
+def test_resnet_checkpointing_refuses_batchnorm_statistics_updates():
+    model = _model(False, False, backbone=True, backbone_norm="BN")
+    with pytest.raises(ValueError, match=r"MODEL.RESNETS.CHECKPOINT.*stem.*BatchNorm2d.*twice"):
+        model(_batch())
+    model.backbone.freeze(2)  # frozen stem and res2 (FrozenBN) are fine; res3 still trains with BN
+    with pytest.raises(ValueError, match=r"res3 block with a training BatchNorm2d"):
+        model(_batch())
+
+
 def test_checkpointing_is_off_in_eval_and_the_keys_reach_the_modules():
-    model = _model(True, True)
+    model = _model(True, True, True, "FrozenBN")
     assert model.sem_seg_head.pixel_decoder.transformer.encoder.checkpoint
     assert model.sem_seg_head.predictor.checkpoint
+    assert model.backbone.checkpoint
     model.eval()
     calls = []
     model.sem_seg_head.predictor.transformer_ffn_layers[0].register_forward_pre_hook(lambda *a: calls.append(1))

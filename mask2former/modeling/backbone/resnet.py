@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
+from torch.utils.checkpoint import checkpoint as recompute_in_backward
 
 from ...config import configurable
 from ...layers import Conv2d, FrozenBatchNorm2d, ShapeSpec, c2_msra_fill, get_norm
@@ -199,15 +200,21 @@ class ResNet(Backbone):
     """A stem followed by stages ``res2``, ``res3``, ... of residual blocks."""
 
     def __init__(self, stem: CNNBlockBase, stages: Sequence[Sequence[CNNBlockBase]],
-                 out_features: Optional[Sequence[str]] = None, freeze_at: int = 0):
+                 out_features: Optional[Sequence[str]] = None, freeze_at: int = 0,
+                 checkpoint: bool = False):
         """
         Args:
             stem: the stem module (its ``stride`` / ``out_channels`` are read).
             stages: one list of blocks per stage, named ``res2``, ``res3``, ...
             out_features: names returned by ``forward`` ("stem", "res2", ...); default: last stage.
             freeze_at: see :meth:`freeze`.
+            checkpoint: training with gradients: keep only each trainable block's input and
+                recompute the block in backward (activation checkpointing; less memory, about
+                one more backbone forward of time). Not with BatchNorms that update running
+                statistics (they would update twice): use FrozenBN or GN.
         """
         super().__init__()
+        self.checkpoint = checkpoint
         self.stem = stem
         current_stride = stem.stride
         self._out_feature_strides = {"stem": current_stride}
@@ -236,14 +243,32 @@ class ResNet(Backbone):
         if x.dim() != 4:
             raise ValueError(f"ResNet takes an input of shape (N, C, H, W); got {tuple(x.shape)}")
         outputs = {}
-        x = self.stem(x)
+        recompute = self.checkpoint and self.training and torch.is_grad_enabled()
+        x = self._checkpointed(self.stem, x, "stem") if recompute else self.stem(x)
         if "stem" in self._out_features:
             outputs["stem"] = x
         for stage, name in self.stages_and_names:
-            x = stage(x)
+            if recompute:
+                for block in stage:
+                    x = self._checkpointed(block, x, name)
+            else:
+                x = stage(x)
             if name in self._out_features:
                 outputs[name] = x
         return outputs
+
+    @staticmethod
+    def _checkpointed(block: nn.Module, x: torch.Tensor, stage_name: str) -> torch.Tensor:
+        """``block(x)``, recomputed in backward if gradients flow through it."""
+        if not x.requires_grad and not any(p.requires_grad for p in block.parameters()):
+            return block(x)  # frozen, nothing trainable before it: no activations are kept anyway
+        for m in block.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training and m.track_running_stats:
+                raise ValueError(f"ResNet activation checkpointing (MODEL.RESNETS.CHECKPOINT) of a "
+                                 f"{stage_name} block with a training {type(m).__name__}: recomputing it "
+                                 "would update its running statistics twice; use MODEL.RESNETS.NORM "
+                                 "'FrozenBN' or 'GN', or freeze the stage (MODEL.BACKBONE.FREEZE_AT)")
+        return recompute_in_backward(block, x, use_reentrant=False)
 
     def freeze(self, freeze_at: int = 0) -> "ResNet":
         """Freeze the stem (``freeze_at >= 1``) and stages res2 .. res{freeze_at}.
@@ -289,6 +314,7 @@ def _common_args_from_config(cfg, input_shape: ShapeSpec) -> dict:
         stride_in_1x1=res.STRIDE_IN_1X1, res5_dilation=res.RES5_DILATION,
         deform_on_per_stage=list(res.DEFORM_ON_PER_STAGE), deform_modulated=res.DEFORM_MODULATED,
         deform_num_groups=res.DEFORM_NUM_GROUPS, freeze_at=cfg.MODEL.BACKBONE.FREEZE_AT,
+        checkpoint=res.CHECKPOINT,
     )
 
 
@@ -323,13 +349,14 @@ def build_resnet(*, in_channels: int = 3, depth: int = 50, stem_type: str = "bas
                  res5_multi_grid: Optional[Sequence[int]] = None,
                  deform_on_per_stage: Sequence[bool] = (False, False, False, False),
                  deform_modulated: bool = False, deform_num_groups: int = 1,
-                 freeze_at: int = 0) -> ResNet:
+                 freeze_at: int = 0, checkpoint: bool = False) -> ResNet:
     """Build a ResNet from plain arguments (or ``build_resnet(cfg, input_shape)``).
 
     A dilated stage keeps the resolution of the previous one (its first block has stride 1);
     ``res5_multi_grid`` multiplies the res5 dilation per block (DeepLab's multi-grid; default:
     all 1). ``res2_out_channels`` defaults to 64 for R18/R34 and 256 otherwise.
     ``stride_in_1x1=True`` suits MSRA weights, ``False`` torchvision weights.
+    ``checkpoint``: activation checkpointing of the trainable blocks (see :class:`ResNet`).
     """
     if depth not in _BLOCKS_PER_STAGE:
         raise ValueError(f"ResNet depth={depth} (MODEL.RESNETS.DEPTH) is not supported; "
@@ -404,7 +431,8 @@ def build_resnet(*, in_channels: int = 3, depth: int = 50, stem_type: str = "bas
         stages.append(ResNet.make_stage(**kwargs))
         stage_in, stage_out = stage_out, stage_out * 2
         bottleneck_channels *= 2
-    return ResNet(stem, stages, out_features=out_features, freeze_at=freeze_at)
+    return ResNet(stem, stages, out_features=out_features, freeze_at=freeze_at,
+                  checkpoint=checkpoint)
 
 
 @BACKBONE_REGISTRY.register()

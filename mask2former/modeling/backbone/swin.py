@@ -18,13 +18,14 @@ from torch.utils import checkpoint
 
 from ...config import configurable
 from ...layers import ShapeSpec
+from ...utils.env import capturing_graph
 from ..build import BACKBONE_REGISTRY
 from .backbone import Backbone
 
 __all__ = [
     "DropPath", "Mlp", "WindowAttention", "SwinTransformerBlock", "PatchMerging", "BasicLayer",
     "PatchEmbed", "D2SwinTransformer", "window_partition", "window_reverse",
-    "shifted_window_mask",
+    "shifted_window_mask", "window_token_index",
 ]
 
 _MASK_VALUE = -100.0  # the official code's "masked" attention logit (not -inf)
@@ -77,6 +78,46 @@ def window_reverse(windows: torch.Tensor, window_size: int, H: int, W: int) -> t
     return x.permute(0, 1, 3, 2, 4, 5).contiguous().view(-1, H, W, C)
 
 
+def _window_token_index(H: int, W: int, window_size: int, shift_size: int,
+                        device: Optional[torch.device]) -> Tuple[torch.Tensor, torch.Tensor]:
+    ws, s = window_size, shift_size
+    Hp, Wp = -(-H // ws) * ws, -(-W // ws) * ws
+    # window order: windows row-major, tokens row-major inside a window; (Y, X) on the shifted map
+    k = torch.arange(Hp * Wp, device=device)
+    window, inside = k // (ws * ws), k % (ws * ws)
+    Y = (window // (Wp // ws)) * ws + inside // ws
+    X = (window % (Wp // ws)) * ws + inside % ws
+    y, x = (Y + s) % Hp, (X + s) % Wp  # torch.roll(-s): shifted[Y, X] = padded[Y + s, X + s]
+    into_windows = torch.where((y < H) & (x < W), y * W + x, H * W)  # (Hp*Wp,)
+    y, x = torch.arange(H, device=device)[:, None], torch.arange(W, device=device)[None, :]
+    Y, X = (y - s) % Hp, (x - s) % Wp  # where token (y, x) sits on the shifted map
+    from_windows = ((Y // ws) * (Wp // ws) + X // ws) * (ws * ws) + (Y % ws) * ws + X % ws
+    return into_windows, from_windows.flatten()  # (H*W,)
+
+
+_TOKEN_INDEX_CACHE: Dict[Tuple[int, int, int, int, str], Tuple[torch.Tensor, torch.Tensor]] = {}
+
+
+def window_token_index(H: int, W: int, window_size: int, shift_size: int = 0,
+                       device: Optional[torch.device] = None) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Gather indices of a (shifted-)window attention block over an H x W token map.
+
+    Returns ``into_windows`` (Hp*Wp,) and ``from_windows`` (H*W,), int64, such that for tokens
+    ``x`` (B, H*W, C) with one zero token appended, ``x_ext[:, into_windows]`` equals the
+    official ``window_partition(roll(pad(x), -shift))`` flattened to (B, nW*ws*ws, C) (padding
+    positions read the zero token), and ``windows[:, from_windows]`` undoes it (the official
+    ``window_reverse``, roll back and crop). Cached per size in eager mode.
+    """
+    key = (H, W, window_size, shift_size, str(device))
+    if capturing_graph() or not all(isinstance(v, int) for v in (H, W)):
+        return _window_token_index(H, W, window_size, shift_size, device)
+    if key not in _TOKEN_INDEX_CACHE:
+        if len(_TOKEN_INDEX_CACHE) >= 64:
+            _TOKEN_INDEX_CACHE.clear()
+        _TOKEN_INDEX_CACHE[key] = _window_token_index(H, W, window_size, shift_size, device)
+    return _TOKEN_INDEX_CACHE[key]
+
+
 def _relative_position_index(window_size: int) -> torch.Tensor:
     """(ws*ws, ws*ws) int64 index into the (2ws-1)^2 relative-position bias table."""
     coords = torch.stack(torch.meshgrid(torch.arange(window_size), torch.arange(window_size),
@@ -111,15 +152,22 @@ class WindowAttention(nn.Module):
         B_, N, C = x.shape
         qkv = self.qkv(x).reshape(B_, N, 3, self.num_heads, C // self.num_heads)
         q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (B*nW, nH, N, hd)
-        attn = (q * self.scale) @ k.transpose(-2, -1)  # (B*nW, nH, N, N)
         bias = self.relative_position_bias_table[self.relative_position_index.view(-1)]
-        attn = attn + bias.view(N, N, -1).permute(2, 0, 1).unsqueeze(0)
-        if mask is not None:
-            nW = mask.shape[0]
-            attn = attn.view(B_ // nW, nW, self.num_heads, N, N) + mask[None, :, None]
-            attn = attn.view(-1, self.num_heads, N, N)
-        attn = self.attn_drop(attn.softmax(dim=-1))
-        x = (attn @ v).transpose(1, 2).reshape(B_, N, C)
+        bias = bias.view(N, N, -1).permute(2, 0, 1).unsqueeze(0)  # (1, nH, N, N)
+        if not torch.is_grad_enabled() and not (self.training and self.attn_drop.p > 0):
+            # Inference: one fused kernel (the same attention up to float rounding, ~1e-6).
+            if mask is not None:
+                nW = mask.shape[0]
+                bias = (bias + mask[:, None]).repeat(B_ // nW, 1, 1, 1)  # (B*nW, nH, N, N)
+            x = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=self.scale)
+        else:  # training: the official computation, step by step
+            attn = (q * self.scale) @ k.transpose(-2, -1) + bias  # (B*nW, nH, N, N)
+            if mask is not None:
+                nW = mask.shape[0]
+                attn = attn.view(B_ // nW, nW, self.num_heads, N, N) + mask[None, :, None]
+                attn = attn.view(-1, self.num_heads, N, N)
+            x = self.attn_drop(attn.softmax(dim=-1)) @ v  # (B*nW, nH, N, hd)
+        x = x.transpose(1, 2).reshape(B_, N, C)
         return self.proj_drop(self.proj(x))
 
 
@@ -150,23 +198,17 @@ class SwinTransformerBlock(nn.Module):
         if L != H * W:
             raise ValueError(f"Swin block got {L} tokens for a {H}x{W} map")
         ws = self.window_size
-        shortcut = x
-        x = self.norm1(x).view(B, H, W, C)
-        pad_r = (ws - W % ws) % ws
-        pad_b = (ws - H % ws) % ws
-        x = F.pad(x, (0, 0, 0, pad_r, 0, pad_b))  # (B, Hp, Wp, C)
-        Hp, Wp = x.shape[1], x.shape[2]
-        if self.shift_size > 0:
-            x = torch.roll(x, shifts=(-self.shift_size, -self.shift_size), dims=(1, 2))
-        else:
+        if self.shift_size == 0:
             attn_mask = None
-        windows = window_partition(x, ws).view(-1, ws * ws, C)  # (B*nW, ws*ws, C)
+        # One gather does the official pad + cyclic shift + window partition (and one gathers
+        # back): the same tokens in the same order, without the intermediate copies.
+        into_windows, from_windows = window_token_index(H, W, ws, self.shift_size, x.device)
+        shortcut = x
+        x = F.pad(self.norm1(x), (0, 0, 0, 1))  # (B, H*W + 1, C); the last token is the zero padding
+        windows = x.index_select(1, into_windows).view(-1, ws * ws, C)  # (B*nW, ws*ws, C)
         windows = self.attn(windows, mask=attn_mask)
-        x = window_reverse(windows.view(-1, ws, ws, C), ws, Hp, Wp)  # (B, Hp, Wp, C)
-        if self.shift_size > 0:
-            x = torch.roll(x, shifts=(self.shift_size, self.shift_size), dims=(1, 2))
-        x = x[:, :H, :W, :]  # drop the padding (unconditional: no branch on sizes when exporting)
-        x = shortcut + self.drop_path(x.reshape(B, H * W, C))
+        x = windows.view(B, -1, C).index_select(1, from_windows)  # (B, H*W, C)
+        x = shortcut + self.drop_path(x)
         return x + self.drop_path(self.mlp(self.norm2(x)))
 
 
