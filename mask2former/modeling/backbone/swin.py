@@ -154,13 +154,16 @@ class WindowAttention(nn.Module):
         q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (B*nW, nH, N, hd)
         bias = self.relative_position_bias_table[self.relative_position_index.view(-1)]
         bias = bias.view(N, N, -1).permute(2, 0, 1).unsqueeze(0)  # (1, nH, N, N)
-        if not torch.is_grad_enabled() and not (self.training and self.attn_drop.p > 0):
-            # Inference: one fused kernel (the same attention up to float rounding, ~1e-6).
+        fused = not torch.is_grad_enabled() and not capturing_graph() and not (self.training and self.attn_drop.p > 0)
+        if fused:
+            # Eager inference: one fused kernel (the same attention up to float rounding, ~1e-6).
+            # Exported graphs keep the step-by-step form (the ONNX exporter mis-handles the
+            # strides of the fused op's output).
             if mask is not None:
                 nW = mask.shape[0]
                 bias = (bias + mask[:, None]).repeat(B_ // nW, 1, 1, 1)  # (B*nW, nH, N, N)
             x = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=self.scale)
-        else:  # training: the official computation, step by step
+        else:  # training and graph capture: the official computation, step by step
             attn = (q * self.scale) @ k.transpose(-2, -1) + bias  # (B*nW, nH, N, N)
             if mask is not None:
                 nW = mask.shape[0]
