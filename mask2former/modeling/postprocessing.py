@@ -202,13 +202,17 @@ def instance_inference(
 
     # a query can head several (query, class) pairs: its mask statistics are computed once
     queries, pair_query = torch.unique(query_indices, return_inverse=True)  # (U,), (N,)
-    if len(queries) == len(query_indices):  # one pair per query: work in pair order directly
-        queries, pair_query = query_indices, None
-    masks = mask_pred[queries].flatten(1)  # (U, H*W) logits, a copy (faster than index_select on CPU)
-    foreground = masks > 0
-    # in place: sigmoid inside the mask, exactly 0 outside (sigmoid(-inf) = 0) ...
+    if len(queries) == mask_pred.shape[0]:  # every query heads a pair: no gathered copy needed
+        logits, gathered = mask_pred.flatten(1), False  # (Q, H*W); queries == arange(Q)
+    else:
+        if len(queries) == len(query_indices):  # one pair per query: work in pair order directly
+            queries, pair_query = query_indices, None
+        logits, gathered = mask_pred[queries].flatten(1), True  # (U, H*W), a copy (faster than index_select on CPU)
+    foreground = logits > 0
+    # sigmoid inside the mask, exactly 0 outside (sigmoid(-inf) = 0), in place on a copy ...
     # (sums in float32 like the official, whose 0/1 masks are float32, also for fp16 logits)
-    mask_prob_sum = F.threshold_(masks, 0.0, float("-inf")).sigmoid_().sum(1, dtype=torch.float32)
+    masks = F.threshold(logits, 0.0, float("-inf"), inplace=gathered)
+    mask_prob_sum = masks.sigmoid_().sum(1, dtype=torch.float32)
     # ... then 1 inside (probs there are >= 0.5), 0 outside: float area, as the official
     mask_area = masks.ceil_().sum(1, dtype=torch.float32)
     mask_scores = mask_prob_sum / (mask_area + 1e-6)  # (U,)

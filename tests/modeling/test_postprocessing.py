@@ -290,14 +290,17 @@ def test_instance_thing_filter_and_empty_masks():
 
 
 @pytest.mark.parametrize("seed", range(3))
-def test_instance_matches_the_official_loop(seed):
+@pytest.mark.parametrize("topk", [10, 60])  # 60 = every (query, class) pair: all queries take part
+def test_instance_matches_the_official_loop(seed, topk):
     num_classes, queries = 5, 12
     g = torch.Generator().manual_seed(seed)
     mask_cls = torch.randn(queries, num_classes + 1, generator=g) * 2
     mask_pred = blob_masks(queries, 19, 27, seed)
     mask_pred[0, 0, :3] = 0.0  # logit exactly 0 is outside the mask
-    out = instance_inference(mask_cls, mask_pred, num_classes=num_classes, test_topk_per_image=10)
-    scores, labels, masks = loop_instance_scores(mask_cls, mask_pred, num_classes, 10)
+    given = mask_pred.clone()
+    out = instance_inference(mask_cls, mask_pred, num_classes=num_classes, test_topk_per_image=topk)
+    assert torch.equal(mask_pred, given)  # the other tasks read the same logits
+    scores, labels, masks = loop_instance_scores(mask_cls, mask_pred, num_classes, topk)
     assert torch.equal(out.pred_classes, labels)
     assert torch.equal(out.pred_masks, masks)
     torch.testing.assert_close(out.scores, scores, atol=1e-7, rtol=0)
