@@ -188,7 +188,8 @@ def test_timm_resnet_features_match_after_conversion(tmp_path, name, depth, stem
     with torch.no_grad():
         expected, got = _timm_resnet_stages(source, x), ours.backbone(x)
     for key in ("res2", "res3", "res4", "res5"):
-        torch.testing.assert_close(got[key], expected[key], rtol=1e-4, atol=1e-4)
+        # float rounding relative to the layer range (FrozenBN is folded into the convs without gradients)
+        torch.testing.assert_close(got[key], expected[key], rtol=1e-4, atol=1e-4 * max(1.0, float(expected[key].abs().max())))
 
 
 def test_timm_swin_features_match_after_conversion(tmp_path):
