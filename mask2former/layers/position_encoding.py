@@ -7,7 +7,7 @@ from typing import Dict, Optional, Tuple
 import torch
 from torch import nn
 
-from ..utils.env import capturing_graph
+from ..utils.env import cached_unless_capturing
 
 __all__ = ["PositionEmbeddingSine", "PositionEmbeddingSine3D"]
 
@@ -32,14 +32,10 @@ class PositionEmbeddingSine(nn.Module):
         Without a mask the encoding depends on the size only: it is cached per size in eager
         mode (a read-only result: callers must not modify it in place).
         """
-        if mask is not None or capturing_graph():
+        if mask is not None:
             return self._encode(x, mask)
         key = (x.size(0), x.size(2), x.size(3), str(x.device))
-        if key not in self._cache:
-            if len(self._cache) >= 16:
-                self._cache.clear()
-            self._cache[key] = self._encode(x, None)
-        return self._cache[key]
+        return cached_unless_capturing(self._cache, key, lambda: self._encode(x, None))
 
     def _encode(self, x: torch.Tensor, mask: Optional[torch.Tensor]) -> torch.Tensor:
         if mask is None:

@@ -58,10 +58,10 @@ class Conv2d(nn.Conv2d):
         return x
 
     def _folded_frozen_norm(self) -> Tuple[torch.Tensor, torch.Tensor]:
-        tensors = [t for t in (self.weight, self.bias, self.norm.weight, self.norm.bias,
-                               self.norm.running_mean, self.norm.running_var) if t is not None]
         if capturing_graph():
             return self.norm.fold_into_conv(self.weight, self.bias)  # inside the captured graph
+        tensors = [t for t in (self.weight, self.bias, self.norm.weight, self.norm.bias,
+                               self.norm.running_mean, self.norm.running_var) if t is not None]
         key = tuple((t.data_ptr(), t._version, t.dtype) for t in tensors)
         if self._folded is None or self._folded[0] != key:
             self._folded = (key, *self.norm.fold_into_conv(self.weight, self.bias))

@@ -1,14 +1,15 @@
-"""Environment helpers: device resolution, seeding."""
+"""Environment helpers: device resolution, seeding, graph capture and eager-only caches."""
 from __future__ import annotations
 
 import logging
 import os
 import random
+from typing import Any, Callable, Dict, Hashable
 
 import numpy as np
 import torch
 
-__all__ = ["capturing_graph", "resolve_device", "seed_all_rng"]
+__all__ = ["cached_unless_capturing", "capturing_graph", "resolve_device", "seed_all_rng"]
 
 _logger = logging.getLogger(__name__)
 
@@ -37,3 +38,16 @@ def capturing_graph() -> bool:
     graph: eager-only shortcuts (caches keyed by sizes or tensor versions, compiled kernels)
     must then compute inline."""
     return torch.compiler.is_compiling() or torch.jit.is_tracing()
+
+
+def cached_unless_capturing(cache: Dict[Hashable, Any], key: Hashable, compute: Callable[[], Any],
+                            max_entries: int = 16) -> Any:
+    """``cache[key]``, filled by ``compute()`` on a miss (the cache is emptied once it holds
+    ``max_entries``). While a graph is captured, ``compute()`` runs inline and nothing is cached."""
+    if capturing_graph():
+        return compute()
+    if key not in cache:
+        if len(cache) >= max_entries:
+            cache.clear()
+        cache[key] = compute()
+    return cache[key]

@@ -18,7 +18,7 @@ from torch.utils import checkpoint
 
 from ...config import configurable
 from ...layers import ShapeSpec
-from ...utils.env import capturing_graph
+from ...utils.env import cached_unless_capturing, capturing_graph
 from ..build import BACKBONE_REGISTRY
 from .backbone import Backbone
 
@@ -108,14 +108,13 @@ def window_token_index(H: int, W: int, window_size: int, shift_size: int = 0,
     positions read the zero token), and ``windows[:, from_windows]`` undoes it (the official
     ``window_reverse``, roll back and crop). Cached per size in eager mode.
     """
-    key = (H, W, window_size, shift_size, str(device))
-    if capturing_graph() or not all(isinstance(v, int) for v in (H, W)):
+    def compute():
         return _window_token_index(H, W, window_size, shift_size, device)
-    if key not in _TOKEN_INDEX_CACHE:
-        if len(_TOKEN_INDEX_CACHE) >= 64:
-            _TOKEN_INDEX_CACHE.clear()
-        _TOKEN_INDEX_CACHE[key] = _window_token_index(H, W, window_size, shift_size, device)
-    return _TOKEN_INDEX_CACHE[key]
+
+    if not all(isinstance(v, int) for v in (H, W)):  # symbolic sizes
+        return compute()
+    key = (H, W, window_size, shift_size, str(device))
+    return cached_unless_capturing(_TOKEN_INDEX_CACHE, key, compute, max_entries=64)
 
 
 def _relative_position_index(window_size: int) -> torch.Tensor:
