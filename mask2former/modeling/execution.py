@@ -12,11 +12,12 @@
   Every region hands float32 back, so the residual stream between encoder layers, the head's
   outputs and all post-processing stay in float32. Training is unaffected
   (``SOLVER.AMP`` is the training switch).
-* ``MODEL.CHANNELS_LAST`` (default True): in CPU inference the backbone reads its input in channels-last
-  (NHWC) memory layout, which oneDNN convolutions on CPU use natively (otherwise every
-  convolution reorders its input and output); its output maps are handed on in the usual
-  layout, so nothing downstream changes. Same arithmetic, a different summation order
-  (differences ~1e-6 relative).
+* ``MODEL.CHANNELS_LAST`` (default False): in CPU inference the backbone reads its input in
+  channels-last (NHWC) memory layout, which oneDNN convolutions on CPU use natively (otherwise
+  every convolution reorders its input and output), and hands its output maps on in that layout,
+  so the pixel decoder's convolutions (lateral, output, mask-feature and input projections) run
+  in it too and the deformable encoder's token flattening is a free view. Same arithmetic, a
+  different summation order (differences ~1e-6 relative).
 * ``MODEL.COMPILE``: ``torch.compile`` of the backbone and of the segmentation head, in place
   (``nn.Module.compile``, so state_dict keys and checkpoints are unchanged), for training and
   inference, with the backend ``MODEL.COMPILE_BACKEND`` (``"inductor"``: generated C++ /
@@ -128,20 +129,13 @@ def _input_channels_last(module: nn.Module, args: Any) -> Any:
     return None
 
 
-def _outputs_contiguous(module: nn.Module, args: Any, output: Any) -> Any:
-    if isinstance(output, dict) and not module.training:
-        return {k: v.contiguous() if isinstance(v, torch.Tensor) else v for k, v in output.items()}
-    return None
-
-
 def channels_last_backbone(model: nn.Module) -> nn.Module:
-    """CPU inference only: the backbone computes in channels-last layout and returns contiguous
-    maps (training keeps the default layout)."""
+    """CPU inference only: the backbone computes in channels-last layout and returns its maps in
+    it (training keeps the default layout)."""
     backbone = getattr(model, "backbone", None)
     if backbone is None:
         raise ValueError(f"MODEL.CHANNELS_LAST: {type(model).__name__} has no backbone")
     backbone.register_forward_pre_hook(_input_channels_last)
-    backbone.register_forward_hook(_outputs_contiguous)
     return model
 
 

@@ -97,7 +97,7 @@ def test_precision_leaves_training_in_float32_and_rejects_unknown_values():
         build_model(_shapes_cfg(**{"MODEL.PRECISION": "int8"}))
 
 
-def test_channels_last_backbone_gives_the_same_results():
+def test_channels_last_network_gives_the_same_results():
     results, layouts = {}, {}
     for flag in (False, True):
         torch.manual_seed(0)
@@ -106,9 +106,14 @@ def test_channels_last_backbone_gives_the_same_results():
             lambda m, a, out, flag=flag: layouts.update({flag: out.is_contiguous(memory_format=torch.channels_last)}))
         feats = {}
         model.backbone.register_forward_hook(lambda m, a, out: feats.update(out))
+        mask_features = []
+        model.sem_seg_head.pixel_decoder.mask_features.register_forward_hook(
+            lambda m, a, out: mask_features.append(out))
         with torch.no_grad():
             results[flag] = model(_images())[0]
-        assert all(f.is_contiguous() for f in feats.values())  # handed on in the usual layout
+        # handed on in that layout: the pixel decoder's convolutions compute in it as well
+        assert all(f.is_contiguous(memory_format=torch.channels_last) == flag for f in feats.values())
+        assert mask_features[0].is_contiguous(memory_format=torch.channels_last) == flag
     assert layouts == {False: False, True: True}
     model.train()  # training keeps the default layout
     model.backbone(torch.rand(1, 3, 64, 64))

@@ -314,8 +314,8 @@ class MSDeformAttnPixelDecoder(PixelDecoder):
         memory, spatial_shapes, _ = self.transformer(srcs, pos)  # (B, S, conv_dim)
         bs = memory.shape[0]
         shapes = [tuple(src.shape[-2:]) for src in srcs]
-        out = [
-            z.transpose(1, 2).view(bs, -1, h, w)  # (B, conv_dim, H_l, W_l)
+        out = [  # contiguous NCHW: interpolation and convolutions of channels-last views copy
+            z.transpose(1, 2).reshape(bs, -1, h, w).contiguous()  # (B, conv_dim, H_l, W_l)
             for z, (h, w) in zip(memory.split([h * w for h, w in shapes], dim=1), shapes)
         ]
 
