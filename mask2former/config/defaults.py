@@ -41,7 +41,8 @@ _C.MODEL.PIXEL_STD = [1.0, 1.0, 1.0]
 # [project] Inference precision of the network: "float32", or "bfloat16" / "float16" autocast
 # (post-processing stays float32; training uses SOLVER.AMP). See docs/performance.md.
 _C.MODEL.PRECISION = "float32"
-# [project] CPU inference: the backbone computes in channels-last (NHWC) layout (faster oneDNN convs).
+# [project] CPU inference: the backbone and the pixel decoder's convolutions compute in channels-last
+# (NHWC) layout, oneDNN's native one (docs/performance.md).
 _C.MODEL.CHANNELS_LAST = False
 # [project] torch.compile the backbone and the segmentation head (training and inference).
 _C.MODEL.COMPILE = False
