@@ -122,6 +122,9 @@ def test_msdeformattn_decoder_shapes_and_fpn_levels():
     assert mask_features.shape == (1, 8, 40, 24)
     assert [tuple(m.shape[-2:]) for m in multi] == [(5, 3), (10, 6), (20, 12)]
     assert enc.shape == (1, 32, 5, 3)
+    # the encoder's maps are handed on as contiguous NCHW, not as views of the token sequence
+    # (upsampling and convolving such channels-last views copies them: docs/performance.md)
+    assert enc.is_contiguous() and all(m.is_contiguous() for m in multi)
     with pytest.raises(ValueError, match="DEFORMABLE_TRANSFORMER_ENCODER_IN_FEATURES"):
         MSDeformAttnPixelDecoder(
             _resnet_shapes((8, 16, 24, 32)), transformer_dropout=0.0, transformer_nheads=2,
