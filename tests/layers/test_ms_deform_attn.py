@@ -13,6 +13,7 @@ from mask2former.layers.ms_deform_attn import (
     MSDeformAttn,
     multi_scale_deformable_attention,
     set_ms_deform_attn_impl,
+    softmax_short_last_dim,
 )
 
 
@@ -154,6 +155,20 @@ def test_bad_shapes_raise():
 
 
 # --------------------------------------------------------------------------- module
+def test_short_last_dim_softmax_equals_torch_softmax_with_gradients():
+    g = torch.Generator().manual_seed(0)
+    x = (torch.randn(5, 7, 8, 12, generator=g, dtype=torch.float64) * 30).requires_grad_()
+    x.data[0, 0, 0] += 1000.0  # large logits: no overflow (the max is subtracted)
+    grad = torch.randn(x.shape, generator=g, dtype=torch.float64)
+    out = softmax_short_last_dim(x)
+    (dx,) = torch.autograd.grad(out, x, grad)
+    ref = torch.softmax(x, -1)
+    (ref_dx,) = torch.autograd.grad(ref, x, grad)
+    torch.testing.assert_close(out, ref, atol=1e-15, rtol=0)
+    torch.testing.assert_close(dx, ref_dx, atol=1e-12, rtol=0)
+    assert torch.isfinite(out).all() and out.sum(-1).sub(1).abs().max() < 1e-12
+
+
 def test_module_init_matches_official_scheme():
     m = MSDeformAttn(d_model=16, n_levels=3, n_heads=8, n_points=4)
     bias = m.sampling_offsets.bias.view(8, 3, 4, 2)

@@ -48,9 +48,10 @@ def _forward_backward(fn, value, shapes, starts, loc, weights, grad):
     return out.detach(), [t.grad for t in leaves]
 
 
-def test_float32_forward_and_gradients_match_the_pytorch_path():
-    inputs = _decoder_inputs()
-    grad = torch.randn(inputs[0].shape[0], inputs[3].shape[1], 8 * 32, generator=torch.Generator().manual_seed(1))
+@pytest.mark.parametrize("D", [32, 64, 24])  # the kernel's two unrolled channel counts and its generic loop
+def test_float32_forward_and_gradients_match_the_pytorch_path(D):
+    inputs = _decoder_inputs(D=D)
+    grad = torch.randn(inputs[0].shape[0], inputs[3].shape[1], 8 * D, generator=torch.Generator().manual_seed(1))
     out, grads = _forward_backward(ms_deform_attn_cpu.ms_deform_attn_cpu, *inputs, grad)
     ref_out, ref_grads = _forward_backward(ms_deform_attn_core_pytorch, *inputs, grad)
     torch.testing.assert_close(out, ref_out, atol=1e-5, rtol=1e-5)

@@ -13,6 +13,7 @@
 #include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>
 
+#include <type_traits>
 #include <vector>
 
 #include "ms_deform_attn_checks.h"
@@ -32,12 +33,28 @@ msda::Dims dims_of(const at::Tensor& value, const at::Tensor& sampling_loc) {
   return d;
 }
 
-// out[0, D) = sum over levels, points, taps of attn * tap weight * value row; acc is D scratch values.
-template <typename scalar_t, typename acc_t>
+// run(std::integral_constant<int, kD>) with kD = channels for the specialised 32 / 64, else kD = 0.
+template <typename Fn>
+void dispatch_channels(int64_t channels, Fn&& run) {
+  if (channels == 32) {
+    run(std::integral_constant<int, 32>{});
+  } else if (channels == 64) {
+    run(std::integral_constant<int, 64>{});
+  } else {
+    run(std::integral_constant<int, 0>{});
+  }
+}
+
+// out[0, D) = sum over levels, points, taps of attn * tap weight * value row. kD > 0: D is that
+// compile-time constant (the common 32 / 64 channels per head: the channel loops unroll into vector
+// registers, acc stays in them); kD == 0: D = d.channels, acc is D scratch values.
+template <typename scalar_t, typename acc_t, int kD>
 void forward_item(const scalar_t* __restrict__ value, const int64_t* shapes, const int64_t* starts,
                   const scalar_t* __restrict__ loc, const scalar_t* __restrict__ attn, scalar_t* __restrict__ out,
-                  const msda::Dims& d, int64_t n, int64_t m, acc_t* __restrict__ acc) {
-  const int64_t D = d.channels;
+                  const msda::Dims& d, int64_t n, int64_t m, acc_t* __restrict__ scratch) {
+  const int64_t D = kD > 0 ? kD : d.channels;
+  acc_t fixed[kD > 0 ? kD : 1];
+  acc_t* __restrict__ acc = kD > 0 ? fixed : scratch;
   const int64_t row_stride = d.heads * D;
   const scalar_t* v_base = value + (n * d.num_value * d.heads + m) * D;
   for (int64_t k = 0; k < D; ++k) acc[k] = acc_t(0);
@@ -61,13 +78,16 @@ void forward_item(const scalar_t* __restrict__ value, const int64_t* shapes, con
 }
 
 // Gradients of one (n, q, m) item: grad_value (acc_t, accumulated), grad_loc and grad_attn (written).
-template <typename scalar_t, typename acc_t>
+// kD as in forward_item; go holds the item's D output gradients (fixed-size when kD > 0).
+template <typename scalar_t, typename acc_t, int kD>
 void backward_item(const scalar_t* __restrict__ value, const int64_t* shapes, const int64_t* starts,
                    const scalar_t* __restrict__ loc, const scalar_t* __restrict__ attn,
                    const scalar_t* __restrict__ g_out, acc_t* __restrict__ grad_value, scalar_t* __restrict__ grad_loc,
                    scalar_t* __restrict__ grad_attn, const msda::Dims& d, int64_t n, int64_t m,
-                   acc_t* __restrict__ go) {
-  const int64_t D = d.channels;
+                   acc_t* __restrict__ scratch) {
+  const int64_t D = kD > 0 ? kD : d.channels;
+  acc_t fixed[kD > 0 ? kD : 1];
+  acc_t* __restrict__ go = kD > 0 ? fixed : scratch;
   const int64_t row_stride = d.heads * D;
   const int64_t v_offset = (n * d.num_value * d.heads + m) * D;
   const scalar_t* v_base = value + v_offset;
@@ -128,15 +148,19 @@ at::Tensor forward(const at::Tensor& value_in, const at::Tensor& spatial_shapes_
     scalar_t* o = output.mutable_data_ptr<scalar_t>();
     const int64_t* sh = shapes.const_data_ptr<int64_t>();
     const int64_t* st = starts.const_data_ptr<int64_t>();
-    at::parallel_for(0, items, 64, [&](int64_t begin, int64_t end) {
-      std::vector<acc_t> acc(d.channels);
-      for (int64_t item = begin; item < end; ++item) {
-        const int64_t m = item % d.heads;
-        const int64_t n = item / (d.heads * d.queries);
-        forward_item<scalar_t, acc_t>(v, sh, st, l + item * lp * 2, a + item * lp, o + item * d.channels, d, n, m,
-                                      acc.data());
-      }
-    });
+    auto run = [&](auto channels) {
+      constexpr int kD = decltype(channels)::value;
+      at::parallel_for(0, items, 64, [&](int64_t begin, int64_t end) {
+        std::vector<acc_t> scratch(kD > 0 ? 0 : d.channels);
+        for (int64_t item = begin; item < end; ++item) {
+          const int64_t m = item % d.heads;
+          const int64_t n = item / (d.heads * d.queries);
+          forward_item<scalar_t, acc_t, kD>(v, sh, st, l + item * lp * 2, a + item * lp, o + item * d.channels, d,
+                                            n, m, scratch.data());
+        }
+      });
+    };
+    dispatch_channels(d.channels, run);
   });
   return output;
 }
@@ -167,17 +191,21 @@ std::vector<at::Tensor> backward(const at::Tensor& value_in, const at::Tensor& s
     scalar_t* ga = grad_attn.mutable_data_ptr<scalar_t>();
     const int64_t* sh = shapes.const_data_ptr<int64_t>();
     const int64_t* st = starts.const_data_ptr<int64_t>();
-    at::parallel_for(0, d.batch * d.heads, 1, [&](int64_t begin, int64_t end) {
-      std::vector<acc_t> scratch(d.channels);
-      for (int64_t pair = begin; pair < end; ++pair) {
-        const int64_t n = pair / d.heads, m = pair % d.heads;
-        for (int64_t q = 0; q < d.queries; ++q) {
-          const int64_t item = (n * d.queries + q) * d.heads + m;
-          backward_item<scalar_t, acc_t>(v, sh, st, l + item * lp * 2, a + item * lp, go + item * d.channels, gv,
-                                         gl + item * lp * 2, ga + item * lp, d, n, m, scratch.data());
+    auto run = [&](auto channels) {
+      constexpr int kD = decltype(channels)::value;
+      at::parallel_for(0, d.batch * d.heads, 1, [&](int64_t begin, int64_t end) {
+        std::vector<acc_t> scratch(kD > 0 ? 0 : d.channels);
+        for (int64_t pair = begin; pair < end; ++pair) {
+          const int64_t n = pair / d.heads, m = pair % d.heads;
+          for (int64_t q = 0; q < d.queries; ++q) {
+            const int64_t item = (n * d.queries + q) * d.heads + m;
+            backward_item<scalar_t, acc_t, kD>(v, sh, st, l + item * lp * 2, a + item * lp, go + item * d.channels,
+                                               gv, gl + item * lp * 2, ga + item * lp, d, n, m, scratch.data());
+          }
         }
-      }
-    });
+      });
+    };
+    dispatch_channels(d.channels, run);
   });
   return {grad_value.to(value.scalar_type()), grad_loc, grad_attn};
 }
