@@ -7,7 +7,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-__all__ = ["FrozenBatchNorm2d", "get_norm"]
+__all__ = ["FrozenBatchNorm2d", "GroupNorm", "get_norm"]
 
 
 class FrozenBatchNorm2d(nn.Module):
@@ -86,6 +86,26 @@ class FrozenBatchNorm2d(nn.Module):
         return module
 
 
+class GroupNorm(nn.GroupNorm):
+    """``nn.GroupNorm`` (same parameters and state_dict keys) that stays accurate on channels-last
+    CPU inputs.
+
+    PyTorch's CPU kernel for channels-last inputs loses precision when a group's mean is large
+    against its spread (error 3.9e-3 instead of 2.8e-6 for mean 30, std 1, against float64),
+    which ``MODEL.CHANNELS_LAST`` would hand it. Such inputs are first centred by their group
+    means (a shift group norm is invariant to; the channel means are one cheap reduction in that
+    layout). Every other input takes ``nn.GroupNorm``'s path unchanged."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if (x.dim() == 4 and x.device.type == "cpu" and not x.is_contiguous()
+                and x.is_contiguous(memory_format=torch.channels_last)):
+            n, c = x.shape[:2]
+            channel_means = x.mean(dim=(2, 3))  # (N, C)
+            group_means = channel_means.view(n, self.num_groups, c // self.num_groups).mean(-1, keepdim=True)
+            x = x - group_means.expand(n, self.num_groups, c // self.num_groups).reshape(n, c, 1, 1)
+        return super().forward(x)
+
+
 def get_norm(norm: Union[str, Callable[[int], nn.Module], None], out_channels: int):
     """Build a norm layer from a detectron2 name ("BN", "SyncBN", "FrozenBN", "GN", "LN", "")."""
     if norm is None:
@@ -97,7 +117,7 @@ def get_norm(norm: Union[str, Callable[[int], nn.Module], None], out_channels: i
             "BN": nn.BatchNorm2d,
             "SyncBN": nn.SyncBatchNorm,
             "FrozenBN": FrozenBatchNorm2d,
-            "GN": lambda channels: nn.GroupNorm(32, channels),
+            "GN": lambda channels: GroupNorm(32, channels),
             "nnSyncBN": nn.SyncBatchNorm,
             "LN": lambda channels: LayerNorm2d(channels),
         }

@@ -18,7 +18,8 @@ from torch.utils.checkpoint import checkpoint as activation_checkpoint
 
 from ...config.configurable import configurable
 from ...layers import (
-    Conv2d, PositionEmbeddingSine, ShapeSpec, c2_xavier_fill, get_activation_fn, get_clones, xavier_init_matrices,
+    Conv2d, GroupNorm, PositionEmbeddingSine, ShapeSpec, c2_xavier_fill, get_activation_fn, get_clones,
+    xavier_init_matrices,
 )
 from ...layers.ms_deform_attn import MSDeformAttn
 from ..build import PIXEL_DECODER_REGISTRY
@@ -219,7 +220,7 @@ class MSDeformAttnPixelDecoder(PixelDecoder):
 
         # one 1x1 conv + GroupNorm per encoder level, low to high resolution
         self.input_proj = nn.ModuleList([
-            nn.Sequential(nn.Conv2d(in_channels, conv_dim, kernel_size=1), nn.GroupNorm(32, conv_dim))
+            nn.Sequential(nn.Conv2d(in_channels, conv_dim, kernel_size=1), GroupNorm(32, conv_dim))
             for in_channels in encoder_channels[::-1]
         ])
         for proj in self.input_proj:
