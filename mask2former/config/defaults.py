@@ -42,8 +42,9 @@ _C.MODEL.PIXEL_STD = [1.0, 1.0, 1.0]
 # (post-processing stays float32; training uses SOLVER.AMP). See docs/performance.md.
 _C.MODEL.PRECISION = "float32"
 # [project] CPU inference: the backbone and the pixel decoder's convolutions compute in channels-last
-# (NHWC) layout, oneDNN's native one (docs/performance.md).
-_C.MODEL.CHANNELS_LAST = False
+# (NHWC) layout, oneDNN's native one (docs/performance.md); False keeps PyTorch's NCHW. Training
+# and GPUs are not affected.
+_C.MODEL.CHANNELS_LAST = True
 # [project] torch.compile the backbone and the segmentation head (training and inference).
 _C.MODEL.COMPILE = False
 # [project] torch.compile backend of MODEL.COMPILE ("inductor"; "aot_eager" compiles no kernels).

@@ -12,12 +12,13 @@
   Every region hands float32 back, so the residual stream between encoder layers, the head's
   outputs and all post-processing stay in float32. Training is unaffected
   (``SOLVER.AMP`` is the training switch).
-* ``MODEL.CHANNELS_LAST`` (default False): in CPU inference the backbone reads its input in
+* ``MODEL.CHANNELS_LAST`` (default True): in CPU inference the backbone reads its input in
   channels-last (NHWC) memory layout, which oneDNN convolutions on CPU use natively (otherwise
   every convolution reorders its input and output), and hands its output maps on in that layout,
   so the pixel decoder's convolutions (lateral, output, mask-feature and input projections) run
   in it too and the deformable encoder's token flattening is a free view. Same arithmetic, a
-  different summation order (differences ~1e-6 relative).
+  different summation order (differences ~1e-6 relative; ``layers.GroupNorm`` keeps PyTorch's
+  channels-last group norm accurate). False keeps PyTorch's default NCHW layout.
 * ``MODEL.COMPILE``: ``torch.compile`` of the backbone and of the segmentation head, in place
   (``nn.Module.compile``, so state_dict keys and checkpoints are unchanged), for training and
   inference, with the backend ``MODEL.COMPILE_BACKEND`` (``"inductor"``: generated C++ /
