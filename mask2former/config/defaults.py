@@ -76,6 +76,9 @@ _C.INPUT.MASK_FORMAT = "polygon"  # "polygon" or "bitmask"
 _C.INPUT.DATASET_MAPPER_NAME = "mask_former_semantic"
 # SSD-style colour augmentation.
 _C.INPUT.COLOR_AUG_SSD = False
+# [project] Panoptic / instance training mappers: chance that each thing segment gets a random
+# colour (its texture kept; data.transforms.recolor_segments), for data whose object colours are random.
+_C.INPUT.THING_RECOLOR_PROB = 0.0
 # Pad image and ground truth to a multiple of this in the dataset mapper (-1: no padding).
 _C.INPUT.SIZE_DIVISIBILITY = -1
 # Large-scale jitter (LSJ) augmentation of the COCO configs.

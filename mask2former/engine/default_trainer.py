@@ -25,6 +25,7 @@ from ..modeling.build import build_model
 from ..modeling.test_time_augmentation import SemanticSegmentorWithTTA
 from ..solver import build_lr_scheduler, build_optimizer
 from ..utils import comm
+from ..utils.env import cpu_has_fast_bfloat16
 from ..utils.events import CommonMetricPrinter, JSONWriter, TensorboardXWriter
 from ..utils.logger import setup_logger
 from ..utils.memory import configure_cpu_memory
@@ -105,6 +106,10 @@ class DefaultTrainer(TrainerBase):
         if device_type != "cuda" and precision == torch.float16:
             logger.warning("SOLVER.AMP with float16 needs CUDA; training on %s in float32 instead "
                            "(set SOLVER.AMP.PRECISION bfloat16 for CPU autocast).", device_type)
+            return SimpleTrainer(model, data_loader, optimizer)
+        if device_type == "cpu" and not cpu_has_fast_bfloat16():
+            logger.warning("SOLVER.AMP with bfloat16: this CPU has no native bfloat16 support (slower than "
+                           "float32 when emulated); training in float32 instead.")
             return SimpleTrainer(model, data_loader, optimizer)
         return AMPTrainer(model, data_loader, optimizer, precision=precision)
 

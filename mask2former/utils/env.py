@@ -9,7 +9,7 @@ from typing import Any, Callable, Dict, Hashable
 import numpy as np
 import torch
 
-__all__ = ["cached_unless_capturing", "capturing_graph", "resolve_device", "seed_all_rng"]
+__all__ = ["cached_unless_capturing", "capturing_graph", "cpu_has_fast_bfloat16", "resolve_device", "seed_all_rng"]
 
 _logger = logging.getLogger(__name__)
 
@@ -20,6 +20,13 @@ def resolve_device(device: str) -> str:
         _logger.warning("MODEL.DEVICE=%s but CUDA is not available; running on CPU instead.", device)
         return "cpu"
     return str(device)
+
+
+def cpu_has_fast_bfloat16() -> bool:
+    """Whether oneDNN runs bfloat16 natively on this CPU (AVX-512 or newer): without it, CPU
+    bfloat16 autocast is emulated and slower than float32."""
+    probe = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
+    return bool(probe()) if probe is not None else "AVX512" in torch.backends.cpu.get_cpu_capability()
 
 
 def seed_all_rng(seed: int | None = None) -> int:

@@ -70,6 +70,24 @@ def test_panoptic_mapper(tiny_shapes):
         assert (out["sem_seg"][m] == c).all()
 
 
+def test_panoptic_mapper_recolors_things_only(tiny_shapes):
+    d = _panoptic_dicts(tiny_shapes)[0]
+    kwargs = dict(is_train=True, augmentations=[], image_format="RGB", ignore_label=255, size_divisibility=-1)
+    plain = MaskFormerPanopticDatasetMapper(**kwargs)(d)
+    np.random.seed(0)
+    out = MaskFormerPanopticDatasetMapper(**kwargs, thing_recolor_prob=1.0)(d)
+    assert torch.equal(out["instances"].gt_masks, plain["instances"].gt_masks)
+    things = torch.zeros(plain["image"].shape[1:], dtype=torch.bool)
+    for s, m in zip(d["segments_info"], plain["instances"].gt_masks):
+        if s["isthing"]:
+            things |= m
+            assert not torch.equal(out["image"][:, m], plain["image"][:, m])
+    assert things.any() and torch.equal(out["image"][:, ~things], plain["image"][:, ~things])
+    del d["segments_info"][0]["isthing"]
+    with pytest.raises(ValueError, match="isthing.*000000"):
+        MaskFormerPanopticDatasetMapper(**kwargs, thing_recolor_prob=1.0)(d)
+
+
 def test_instance_mapper(tiny_shapes):
     dicts = load_coco_json(str(tiny_shapes / "annotations/instances_train.json"), str(tiny_shapes / "train/images"), "_t_shapes_inst")
     MetadataCatalog.remove("_t_shapes_inst")
@@ -138,6 +156,9 @@ def test_mappers_from_config(tiny_shapes):
         assert sem.ignore_label == 255 and sem.size_divisibility == 32
         assert MAPPER_BY_NAME["mask_former_panoptic"](cfg, True).ignore_label == 255
         assert type(MAPPER_BY_NAME["mask_former_instance"](cfg, True).tfm_gens[1]).__name__ == "RandomCrop"
+        cfg.INPUT.THING_RECOLOR_PROB = 0.5
+        assert MAPPER_BY_NAME["mask_former_panoptic"](cfg, True).thing_recolor_prob == 0.5
+        assert MAPPER_BY_NAME["mask_former_instance"](cfg, True).thing_recolor_prob == 0.5
         cfg.INPUT.IMAGE_SIZE = 96
         lsj = MAPPER_BY_NAME["coco_panoptic_lsj"](cfg, True)
         assert [type(a).__name__ for a in lsj.tfm_gens] == ["RandomFlip", "ResizeScale", "FixedSizeCrop"]

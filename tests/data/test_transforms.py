@@ -178,3 +178,26 @@ def test_aug_input_missing_attribute_is_named():
 
 def test_pil_interp_default_is_bilinear():
     assert T.ResizeTransform(2, 2, 4, 4).interp == Image.BILINEAR
+
+
+def test_recolor_segments_moves_each_segment_to_a_random_mean_and_keeps_texture():
+    rng = np.random.default_rng(0)
+    image = rng.integers(60, 200, size=(20, 24, 3)).astype(np.uint8)
+    a = np.zeros((20, 24), bool)
+    a[2:8, 3:10] = True
+    b = np.zeros((20, 24), bool)
+    b[10:18, 12:20] = True
+    np.random.seed(3)
+    out = T.recolor_segments(image, [a, b], prob=1.0)
+    np.random.seed(3)  # the colours drawn: one per segment, in order
+    colours = [np.random.randint(0, 256, size=3) for _ in range(2)]
+    assert np.array_equal(out[~(a | b)], image[~(a | b)])
+    for mask, colour in zip((a, b), colours):
+        px = image[mask].astype(np.float64)
+        expected = np.clip(np.rint(px - px.mean(0) + colour), 0, 255)
+        assert np.array_equal(out[mask], expected.astype(np.uint8))
+    assert not np.array_equal(out[a], image[a])
+    # prob 0 leaves the image as it is; an out-of-range prob is an error naming it
+    assert np.array_equal(T.recolor_segments(image, [a, b], prob=0.0), image)
+    with pytest.raises(ValueError, match="prob"):
+        T.recolor_segments(image, [a], prob=1.5)

@@ -212,7 +212,10 @@ class _DtypeProbe:
         layer.register_forward_hook(lambda mod, inputs, output: self.dtypes.append(output.dtype))
 
 
-def test_amp_bfloat16_autocasts_on_cpu(tiny_cfg, one_thread):
+def test_amp_bfloat16_autocasts_on_cpu(tiny_cfg, one_thread, monkeypatch):
+    import mask2former.engine.default_trainer as default_trainer
+
+    monkeypatch.setattr(default_trainer, "cpu_has_fast_bfloat16", lambda: True)  # also where it is emulated
     cfg = tiny_cfg("SOLVER.AMP.ENABLED", "True", "SOLVER.AMP.PRECISION", "bfloat16", "SOLVER.MAX_ITER", 3,
                    "DATASETS.TEST", "()")
     trainer = DefaultTrainer(cfg)
@@ -227,6 +230,18 @@ def test_amp_bfloat16_autocasts_on_cpu(tiny_cfg, one_thread):
     assert any(not torch.equal(v, before[k]) for k, v in after.items())
     losses = trainer.storage.history("total_loss").values()
     assert len(losses) == 3 and all(math.isfinite(v) for v, _ in losses)
+
+
+def test_amp_bfloat16_without_native_cpu_support_warns_and_trains_in_float32(tiny_cfg, one_thread, monkeypatch):
+    import mask2former.engine.default_trainer as default_trainer
+
+    monkeypatch.setattr(default_trainer, "cpu_has_fast_bfloat16", lambda: False)  # an AVX2-only CPU
+    cfg = tiny_cfg("SOLVER.AMP.ENABLED", "True", "SOLVER.AMP.PRECISION", "bfloat16", "SOLVER.MAX_ITER", 1,
+                   "DATASETS.TEST", "()")
+    with captured_logs() as records:
+        trainer = DefaultTrainer(cfg)
+    assert any("bfloat16" in r.getMessage() and "float32" in r.getMessage() for r in records)
+    assert type(trainer._trainer) is SimpleTrainer
 
 
 def test_amp_float16_on_cpu_warns_and_trains_in_float32(tiny_cfg, one_thread):

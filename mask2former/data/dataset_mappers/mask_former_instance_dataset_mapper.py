@@ -21,7 +21,9 @@ __all__ = ["MaskFormerInstanceDatasetMapper"]
 
 class MaskFormerInstanceDatasetMapper:
     """Reads an image with COCO-style annotations (crowd ones dropped), augments it and returns
-    ``image`` (C, H, W) and ``instances`` (``gt_classes`` (N,), ``gt_masks`` (N, H, W))."""
+    ``image`` (C, H, W) and ``instances`` (``gt_classes`` (N,), ``gt_masks`` (N, H, W)).
+    ``thing_recolor_prob``: chance that each instance gets a random colour after the
+    augmentations (:func:`~mask2former.data.transforms.recolor_segments`)."""
 
     @configurable
     def __init__(
@@ -31,8 +33,10 @@ class MaskFormerInstanceDatasetMapper:
         augmentations: List[Union[T.Augmentation, T.Transform]],
         image_format: str,
         size_divisibility: int,
+        thing_recolor_prob: float = 0.0,
     ):
         self.is_train = is_train
+        self.thing_recolor_prob = thing_recolor_prob
         self.tfm_gens = augmentations
         self.img_format = image_format
         self.size_divisibility = size_divisibility
@@ -49,6 +53,7 @@ class MaskFormerInstanceDatasetMapper:
             "augmentations": augs,
             "image_format": cfg.INPUT.FORMAT,
             "size_divisibility": cfg.INPUT.SIZE_DIVISIBILITY,
+            "thing_recolor_prob": cfg.INPUT.THING_RECOLOR_PROB,
         }
 
     def __call__(self, dataset_dict: Dict[str, Any]) -> Dict[str, Any]:
@@ -80,6 +85,8 @@ class MaskFormerInstanceDatasetMapper:
             for obj in annos
         ]
         classes = [int(obj["category_id"]) for obj in annos]
+        if self.thing_recolor_prob > 0:
+            image = T.recolor_segments(image, [m.numpy().astype(bool) for m in masks], self.thing_recolor_prob)
 
         image_t = image_to_tensor(image)  # (C, H, W)
         if self.size_divisibility > 0:

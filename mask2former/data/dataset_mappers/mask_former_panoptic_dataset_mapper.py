@@ -21,11 +21,12 @@ __all__ = ["MaskFormerPanopticDatasetMapper"]
 class MaskFormerPanopticDatasetMapper(MaskFormerSemanticDatasetMapper):
     """Like the semantic mapper, but targets are the panoptic segments (crowd ones skipped):
     ``instances.gt_classes`` (N,) and ``gt_masks`` (N, H, W); ``sem_seg`` is also returned when
-    the dict has ``sem_seg_file_name``."""
+    the dict has ``sem_seg_file_name``. ``thing_recolor_prob``: chance that each thing segment
+    gets a random colour after the augmentations (:func:`~mask2former.data.transforms.recolor_segments`)."""
 
     @configurable
     def __init__(self, is_train: bool = True, *, augmentations, image_format, ignore_label, size_divisibility,
-                 num_classes: Optional[int] = None):
+                 num_classes: Optional[int] = None, thing_recolor_prob: float = 0.0):
         super().__init__(
             is_train=is_train,
             augmentations=augmentations,
@@ -34,6 +35,11 @@ class MaskFormerPanopticDatasetMapper(MaskFormerSemanticDatasetMapper):
             size_divisibility=size_divisibility,
             num_classes=num_classes,
         )
+        self.thing_recolor_prob = thing_recolor_prob
+
+    @classmethod
+    def from_config(cls, cfg, is_train: bool = True) -> Dict[str, Any]:
+        return {**super().from_config(cfg, is_train), "thing_recolor_prob": cfg.INPUT.THING_RECOLOR_PROB}
 
     def __call__(self, dataset_dict: Dict[str, Any]) -> Dict[str, Any]:
         if not self.is_train:
@@ -52,6 +58,13 @@ class MaskFormerPanopticDatasetMapper(MaskFormerSemanticDatasetMapper):
         aug_input = T.AugInput(image, sem_seg=sem_seg_gt)
         aug_input, transforms = T.apply_transform_gens(self.tfm_gens, aug_input)
         pan_seg_gt = rgb2id(transforms.apply_segmentation(pan_seg_gt))  # same geometry as the image
+        kept = [s for s in segments_info if not s["iscrowd"]]
+        if self.thing_recolor_prob > 0:
+            if any("isthing" not in s for s in kept):
+                raise ValueError(f"INPUT.THING_RECOLOR_PROB needs 'isthing' in every segment of "
+                                 f"'segments_info' ({dataset_dict['file_name']})")
+            thing_masks = [pan_seg_gt == s["id"] for s in kept if s["isthing"]]
+            aug_input.image = T.recolor_segments(aug_input.image, thing_masks, self.thing_recolor_prob)
 
         image_t = image_to_tensor(aug_input.image)  # (C, H, W)
         sem_seg_t = torch.as_tensor(aug_input.sem_seg.astype("long")) if sem_seg_gt is not None else None
@@ -70,7 +83,6 @@ class MaskFormerPanopticDatasetMapper(MaskFormerSemanticDatasetMapper):
             raise ValueError("Panoptic segmentation dataset should not have 'annotations'.")
 
         pan_seg_np = pan_seg_t.numpy()
-        kept = [s for s in segments_info if not s["iscrowd"]]
         dataset_dict["instances"] = masks_to_instances(
             image_shape, [s["category_id"] for s in kept], [pan_seg_np == s["id"] for s in kept]
         )

@@ -23,6 +23,7 @@ from .augmentation_impl import (
     ResizeShortestEdge,
 )
 from .color_augmentation import ColorAugSSDTransform
+from .segment_recolor import recolor_segments
 from .transform import (
     clip_polygon,
     BlendTransform,
@@ -43,4 +44,5 @@ __all__ = [
     "RandomCrop_CategoryAreaConstraint", "RandomFlip", "RandomSaturation", "Resize", "ResizeScale",
     "ResizeShortestEdge", "ResizeTransform", "ScaleTransform", "StandardAugInput", "Transform",
     "TransformList", "VFlipTransform", "apply_augmentations", "apply_transform_gens", "clip_polygon",
+    "recolor_segments",
 ]
