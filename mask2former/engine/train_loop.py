@@ -200,7 +200,7 @@ class AMPTrainer(SimpleTrainer):
 
     def __init__(self, model, data_loader, optimizer, gather_metric_period: int = 1,
                  grad_scaler: Optional[torch.amp.GradScaler] = None, precision: torch.dtype = torch.float16):
-        if isinstance(model, DistributedDataParallel) and len(model.device_ids) > 1:
+        if isinstance(model, DistributedDataParallel) and len(model.device_ids or ()) > 1:  # None on CPU
             raise ValueError("AMPTrainer does not support single-process multi-device training")
         if isinstance(model, DataParallel):
             raise ValueError("AMPTrainer does not support DataParallel")

@@ -21,7 +21,8 @@ from mask2former.utils import comm
 # lr-sized steps), and no random augmentation: the MaskFormer mappers always flip (as the
 # official ones), and sample p of rank r is augmented with a seed of (r, p), so one and two
 # processes would flip different images. The LSJ mapper at scale 1 on 64x64 images with
-# RANDOM_FLIP none changes nothing.
+# RANDOM_FLIP none changes nothing. Float32 (the shapes config trains in bfloat16 where the CPU
+# has it, whose rounding depends on how the batch is split).
 # With CUDA, ``launch`` / torchrun give each process a GPU and NCCL; these tests are about CPU gloo.
 cpu_only = pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA present: launch would use GPUs and NCCL")
 
@@ -31,7 +32,7 @@ EQUIVALENCE_OPTS = [
     "MODEL.MASK_FORMER.NO_OBJECT_WEIGHT", "1.0", "DATALOADER.ASPECT_RATIO_GROUPING", "False",
     "INPUT.DATASET_MAPPER_NAME", "coco_panoptic_lsj", "INPUT.IMAGE_SIZE", "64", "INPUT.MIN_SCALE", "1.0",
     "INPUT.MAX_SCALE", "1.0", "INPUT.RANDOM_FLIP", "none",
-    "DATASETS.TEST", "()",
+    "DATASETS.TEST", "()", "SOLVER.AMP.ENABLED", "False",
 ]
 
 
@@ -134,3 +135,20 @@ def test_launch_with_one_process_calls_the_function_here(tmp_path, monkeypatch):
     calls = []
     launch(lambda x: calls.append((x, os.getpid(), dist.is_initialized())), 1, args=("arg",))
     assert calls == [("arg", os.getpid(), False)]
+
+
+def test_amp_trainer_accepts_a_cpu_ddp_model(tmp_path):
+    """CPU DDP has ``device_ids`` None (it once made AMPTrainer raise a TypeError)."""
+    from torch.nn.parallel import DistributedDataParallel
+
+    from mask2former.engine import AMPTrainer
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    try:
+        model = DistributedDataParallel(torch.nn.Linear(2, 1))
+        assert model.device_ids is None
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+        trainer = AMPTrainer(model, [], optimizer, precision=torch.bfloat16)
+        assert trainer.precision == torch.bfloat16 and not trainer.grad_scaler.is_enabled()
+    finally:
+        dist.destroy_process_group()
