@@ -232,29 +232,22 @@ def test_amp_bfloat16_autocasts_on_cpu(tiny_cfg, one_thread, monkeypatch):
     assert len(losses) == 3 and all(math.isfinite(v) for v, _ in losses)
 
 
-def test_amp_bfloat16_without_native_cpu_support_warns_and_trains_in_float32(tiny_cfg, one_thread, monkeypatch):
+@pytest.mark.parametrize("precision, native_bf16", [("float16", True), ("bfloat16", False)])
+def test_amp_without_cpu_support_warns_and_trains_in_float32(tiny_cfg, one_thread, monkeypatch, precision: str,
+                                                             native_bf16: bool):
+    """float16 autocast needs CUDA; bfloat16 needs a CPU with native bfloat16 (else: an AVX2-only CPU)."""
     import mask2former.engine.default_trainer as default_trainer
 
-    monkeypatch.setattr(default_trainer, "cpu_has_fast_bfloat16", lambda: False)  # an AVX2-only CPU
-    cfg = tiny_cfg("SOLVER.AMP.ENABLED", "True", "SOLVER.AMP.PRECISION", "bfloat16", "SOLVER.MAX_ITER", 1,
+    monkeypatch.setattr(default_trainer, "cpu_has_fast_bfloat16", lambda: native_bf16)
+    cfg = tiny_cfg("SOLVER.AMP.ENABLED", "True", "SOLVER.AMP.PRECISION", precision, "SOLVER.MAX_ITER", 2,
                    "DATASETS.TEST", "()")
     with captured_logs() as records:
         trainer = DefaultTrainer(cfg)
-    assert any("bfloat16" in r.getMessage() and "float32" in r.getMessage() for r in records)
-    assert type(trainer._trainer) is SimpleTrainer
-
-
-def test_amp_float16_on_cpu_warns_and_trains_in_float32(tiny_cfg, one_thread):
-    cfg = tiny_cfg("SOLVER.AMP.ENABLED", "True", "SOLVER.AMP.PRECISION", "float16", "SOLVER.MAX_ITER", 2,
-                   "DATASETS.TEST", "()")
-    with captured_logs() as records:
-        trainer = DefaultTrainer(cfg)
-    assert any("float16" in r.getMessage() and "float32" in r.getMessage() for r in records)
+    assert any(precision in r.getMessage() and "float32" in r.getMessage() for r in records)
     assert type(trainer._trainer) is SimpleTrainer
     probe = _DtypeProbe(trainer.model)
     trainer.train()
     assert probe.dtypes and set(probe.dtypes) == {torch.float32}
-
 
 
 @pytest.mark.parametrize("seed", [7, -1])
