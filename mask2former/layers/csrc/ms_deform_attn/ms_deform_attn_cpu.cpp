@@ -2,7 +2,8 @@
 // JIT-compiled by ms_deform_attn_cpu.py (C++ only, no CUDA toolkit needed). The bilinear taps (indices,
 // weights, zero padding) come from ms_deform_attn_core.cuh, the code the CUDA kernels run.
 //
-// Parallel with ATen's thread pool (at::parallel_for: torch.set_num_threads applies):
+// Parallel with ATen's thread pool (at::parallel_for: torch.set_num_threads applies; the build must
+// pass -fopenmp where torch threads with OpenMP, else at::parallel_for runs serially):
 //   forward   over (n, q, m) items; each item writes its own D outputs;
 //   backward  over (n, m) pairs; an item's grad_value taps stay inside its (n, m) slice, so no two
 //             threads write the same element and no atomics are needed.
@@ -33,10 +34,12 @@ msda::Dims dims_of(const at::Tensor& value, const at::Tensor& sampling_loc) {
   return d;
 }
 
-// run(std::integral_constant<int, kD>) with kD = channels for the specialised 32 / 64, else kD = 0.
+// run(std::integral_constant<int, kD>) with kD = channels for the specialised 16 / 32 / 64, else kD = 0.
 template <typename Fn>
 void dispatch_channels(int64_t channels, Fn&& run) {
-  if (channels == 32) {
+  if (channels == 16) {
+    run(std::integral_constant<int, 16>{});
+  } else if (channels == 32) {
     run(std::integral_constant<int, 32>{});
   } else if (channels == 64) {
     run(std::integral_constant<int, 64>{});
@@ -46,7 +49,7 @@ void dispatch_channels(int64_t channels, Fn&& run) {
 }
 
 // out[0, D) = sum over levels, points, taps of attn * tap weight * value row. kD > 0: D is that
-// compile-time constant (the common 32 / 64 channels per head: the channel loops unroll into vector
+// compile-time constant (the common 16 / 32 / 64 channels per head: the channel loops unroll into vector
 // registers, acc stays in them); kD == 0: D = d.channels, acc is D scratch values.
 template <typename scalar_t, typename acc_t, int kD>
 void forward_item(const scalar_t* __restrict__ value, const int64_t* shapes, const int64_t* starts,
@@ -111,6 +114,9 @@ void backward_item(const scalar_t* __restrict__ value, const int64_t* shapes, co
           acc_t* __restrict__ gv = gv_base + t.index[c] * row_stride;
           const acc_t aw = a * t.weight[c];
           acc_t dot = 0;
+          // vectorised only with leave to reorder the sum (this pragma, active under -fopenmp);
+          // otherwise dot is a chain of D dependent scalar FMAs
+#pragma omp simd reduction(+ : dot)
           for (int64_t k = 0; k < D; ++k) {
             dot += go[k] * static_cast<acc_t>(v[k]);
             gv[k] += aw * go[k];
@@ -210,6 +216,16 @@ std::vector<at::Tensor> backward(const at::Tensor& value_in, const at::Tensor& s
   return {grad_value.to(value.scalar_type()), grad_loc, grad_attn};
 }
 
+// How many threads ran parts of an at::parallel_for over `items` items (1 when the build lacks
+// OpenMP although torch threads with it; a check for the build, not for the kernels).
+int64_t threads_used(int64_t items) {
+  std::vector<char> seen(at::get_num_threads(), 0);
+  at::parallel_for(0, items, 1, [&](int64_t, int64_t) { seen[at::get_thread_num()] = 1; });
+  int64_t count = 0;
+  for (char s : seen) count += s;
+  return count;
+}
+
 }  // namespace
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
@@ -219,4 +235,5 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("backward", &backward, "-> [grad_value, grad_sampling_loc, grad_attn_weight]", py::arg("value"),
         py::arg("spatial_shapes"), py::arg("level_start_index"), py::arg("sampling_loc"), py::arg("attn_weight"),
         py::arg("grad_output"));
+  m.def("threads_used", &threads_used, "threads that ran parts of an at::parallel_for", py::arg("items"));
 }
