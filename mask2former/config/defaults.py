@@ -209,6 +209,9 @@ _C.MODEL.SEM_SEG_HEAD.PIXEL_DECODER_NAME = "BasePixelDecoder"
 _C.MODEL.SEM_SEG_HEAD.DEFORMABLE_TRANSFORMER_ENCODER_IN_FEATURES = ["res3", "res4", "res5"]
 _C.MODEL.SEM_SEG_HEAD.DEFORMABLE_TRANSFORMER_ENCODER_N_POINTS = 4
 _C.MODEL.SEM_SEG_HEAD.DEFORMABLE_TRANSFORMER_ENCODER_N_HEADS = 8
+# [project] FFN width of the deformable encoder layers; the official code fixes it at 1024 (16x a
+# 64-channel model's width: most of a small model's encoder time).
+_C.MODEL.SEM_SEG_HEAD.DEFORMABLE_TRANSFORMER_ENCODER_DIM_FEEDFORWARD = 1024
 
 # [project] Backend of the multi-scale deformable attention op:
 # "auto" (compiled op when available, else PyTorch), "pytorch", "cuda" or "triton".

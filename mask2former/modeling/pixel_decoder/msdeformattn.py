@@ -264,9 +264,10 @@ class MSDeformAttnPixelDecoder(PixelDecoder):
             "norm": head.NORM,
             "transformer_dropout": cfg.MODEL.MASK_FORMER.DROPOUT,
             # official quirks: heads from MASK_FORMER.NHEADS (not DEFORMABLE_..._N_HEADS),
-            # FFN width fixed at 1024 (not DIM_FEEDFORWARD), 4 points (not ..._N_POINTS)
+            # FFN width 1024 (not DIM_FEEDFORWARD; the official code hard-codes it, here
+            # ..._DIM_FEEDFORWARD, default 1024), 4 points (not ..._N_POINTS)
             "transformer_nheads": cfg.MODEL.MASK_FORMER.NHEADS,
-            "transformer_dim_feedforward": 1024,
+            "transformer_dim_feedforward": head.DEFORMABLE_TRANSFORMER_ENCODER_DIM_FEEDFORWARD,
             "transformer_enc_layers": head.TRANSFORMER_ENC_LAYERS,
             "transformer_in_features": head.DEFORMABLE_TRANSFORMER_ENCODER_IN_FEATURES,
             "common_stride": head.COMMON_STRIDE,

@@ -90,6 +90,33 @@ def test_msdeformattn_pixel_decoder_matches_official(reference_dir, case):
     torch.testing.assert_close(mask_features_ac, mask_features, atol=0, rtol=0)
 
 
+def test_msdeformattn_encoder_on_res2_to_res4_with_a_narrow_ffn_from_config():
+    """The encoder may take the 1/4 scale itself (no FPN level left); its FFN width comes from
+    DEFORMABLE_TRANSFORMER_ENCODER_DIM_FEEDFORWARD (the official 1024 by default, above)."""
+    cfg = get_cfg()
+    head = cfg.MODEL.SEM_SEG_HEAD
+    head.PIXEL_DECODER_NAME = "MSDeformAttnPixelDecoder"
+    head.IN_FEATURES = ["res2", "res3", "res4"]
+    head.DEFORMABLE_TRANSFORMER_ENCODER_IN_FEATURES = ["res2", "res3", "res4"]
+    head.DEFORMABLE_TRANSFORMER_ENCODER_DIM_FEEDFORWARD = 48
+    head.CONVS_DIM, head.MASK_DIM, head.TRANSFORMER_ENC_LAYERS = 32, 8, 1
+    cfg.MODEL.MASK_FORMER.NHEADS = 2
+    shapes = {k: v for k, v in _resnet_shapes((8, 16, 24, 32)).items() if k != "res5"}
+    decoder = build_pixel_decoder(cfg, shapes).eval()
+    assert [layer.linear1.out_features for layer in decoder.transformer.encoder.layers] == [48]
+    assert decoder.num_fpn_levels == 0 and len(decoder.lateral_convs) == 0
+    spec = decoder.output_shape()
+    assert spec.mask_features.stride == 4
+    assert [s.stride for s in spec.multi_scale_features] == [16, 8, 4]
+    feats = {f"res{i + 2}": torch.randn(2, c, 32 // 2 ** i, 24 // 2 ** i)
+             for i, c in enumerate((8, 16, 24))}
+    with torch.no_grad():
+        mask_features, enc, multi = decoder.forward_features(feats)
+    assert mask_features.shape == (2, 8, 32, 24)
+    assert [tuple(m.shape[-2:]) for m in multi] == [(8, 6), (16, 12), (32, 24)]
+    assert enc is multi[0]
+
+
 def test_msdeformattn_encoder_all_valid_masks_match_no_masks():
     torch.manual_seed(0)
     decoder = MSDeformAttnPixelDecoder(
