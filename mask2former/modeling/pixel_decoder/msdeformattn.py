@@ -263,9 +263,9 @@ class MSDeformAttnPixelDecoder(PixelDecoder):
             "mask_dim": head.MASK_DIM,
             "norm": head.NORM,
             "transformer_dropout": cfg.MODEL.MASK_FORMER.DROPOUT,
-            # official quirks: heads from MASK_FORMER.NHEADS (not DEFORMABLE_..._N_HEADS),
-            # FFN width 1024 (not DIM_FEEDFORWARD; the official code hard-codes it, here
-            # ..._DIM_FEEDFORWARD, default 1024), 4 points (not ..._N_POINTS)
+            # official quirks: heads from MASK_FORMER.NHEADS (not DEFORMABLE_..._N_HEADS), 4
+            # points (not ..._N_POINTS), FFN width not from MASK_FORMER.DIM_FEEDFORWARD (the
+            # official code hard-codes 1024, the default of the [project] key used here)
             "transformer_nheads": cfg.MODEL.MASK_FORMER.NHEADS,
             "transformer_dim_feedforward": head.DEFORMABLE_TRANSFORMER_ENCODER_DIM_FEEDFORWARD,
             "transformer_enc_layers": head.TRANSFORMER_ENC_LAYERS,
