@@ -96,8 +96,15 @@ def test_yardsticks_are_the_ratios_of_the_printed_medians(capsys):
 
 def test_compare_hf_builds_the_same_architecture(capsys):
     pytest.importorskip("transformers")
+    # transformers' pixel decoder feeds the last three backbone stages to its encoder and keeps an
+    # FPN level at 1/4 (the COCO layout): the shapes recipe's res2-res4 encoder is set back to it
+    fpn_layout = ["MODEL.RESNETS.OUT_FEATURES", '["res2","res3","res4","res5"]',
+                  "MODEL.SEM_SEG_HEAD.IN_FEATURES", '["res2","res3","res4","res5"]',
+                  "MODEL.SEM_SEG_HEAD.DEFORMABLE_TRANSFORMER_ENCODER_IN_FEATURES", '["res3","res4","res5"]',
+                  "MODEL.SEM_SEG_HEAD.DEFORMABLE_TRANSFORMER_ENCODER_DIM_FEEDFORWARD", "1024"]
     assert benchmark.main(["--config-file", str(SHAPES), "--input-size", "64x64", "--num-iter", "1",
-                           "--warmup", "0", "--threads", "1", "--no-yardstick", "--compare-hf"]) == 0
+                           "--warmup", "0", "--threads", "1", "--no-yardstick", "--compare-hf",
+                           "--opts", *fpn_layout]) == 0
     out = capsys.readouterr().out
     assert "torchvision" not in out
     n_ours, n_hf = re.search(r"Parameters: this project ([\d,]+), transformers ([\d,]+)", out).groups()
