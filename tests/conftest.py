@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
+from typing import List
 
 import pytest
 
@@ -24,6 +25,18 @@ def reference_dir() -> Path:
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return REPO_ROOT
+
+
+@pytest.fixture(scope="session")
+def coco_encoder_layout() -> List[str]:
+    """KEY VALUE overrides giving a shapes config the COCO configs' pixel-decoder layout: the
+    deformable encoder on res3-res5 and an FPN level at 1/4 (the shapes panoptic recipe feeds
+    res2-res4 and stops the backbone at res4)."""
+    return [
+        "MODEL.RESNETS.OUT_FEATURES", '["res2", "res3", "res4", "res5"]',
+        "MODEL.SEM_SEG_HEAD.IN_FEATURES", '["res2", "res3", "res4", "res5"]',
+        "MODEL.SEM_SEG_HEAD.DEFORMABLE_TRANSFORMER_ENCODER_IN_FEATURES", '["res3", "res4", "res5"]',
+    ]
 
 
 @pytest.fixture(autouse=True)

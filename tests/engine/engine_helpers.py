@@ -50,14 +50,6 @@ TINY_OPTS: List[str] = [
     "SEED", "7",
 ]
 
-# The deformable encoder on res3-res5 with an FPN level at 1/4 (the COCO configs' layout; the
-# shapes panoptic recipe feeds res2-res4 and stops the backbone at res4).
-RES3_TO_RES5_ENCODER_OPTS: List[str] = [
-    "MODEL.RESNETS.OUT_FEATURES", '["res2", "res3", "res4", "res5"]',
-    "MODEL.SEM_SEG_HEAD.IN_FEATURES", '["res2", "res3", "res4", "res5"]',
-    "MODEL.SEM_SEG_HEAD.DEFORMABLE_TRANSFORMER_ENCODER_IN_FEATURES", '["res3", "res4", "res5"]',
-]
-
 # More random augmentation: three short-edge sizes (on top of the flip).
 AUGMENTATION_OPTS: List[str] = [
     "INPUT.MIN_SIZE_TRAIN", "(48, 64, 80)",

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from engine_helpers import PANOPTIC_CONFIG, RES3_TO_RES5_ENCODER_OPTS, captured_logs, run_train_net, tiny_opts
+from engine_helpers import PANOPTIC_CONFIG, captured_logs, run_train_net, tiny_opts
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
@@ -58,7 +58,8 @@ def test_eval_only_with_tta_one_and_two_processes(shapes_root, random_weights, t
     assert (tmp_path / "procs1" / "inference_TTA").is_dir()
 
 
-def test_custom_panoptic_dataset_without_instances_json(shapes_root, tiny_cfg, tmp_path, one_thread):
+def test_custom_panoptic_dataset_without_instances_json(shapes_root, tiny_cfg, tmp_path, one_thread,
+                                                        coco_encoder_layout):
     """The README's register_coco_panoptic (no instances_json): PQ and mask AP are computed (AP on
     the derived json, as COCOeval gives it), mIoU is skipped with a warning (no semantic labels)."""
     base = shapes_root / "shapes"
@@ -68,7 +69,7 @@ def test_custom_panoptic_dataset_without_instances_json(shapes_root, tiny_cfg, t
     try:
         # the COCO configs' encoder layout (res3-res5, an FPN level at 1/4): the random model of
         # this seed predicts thing masks (the shapes recipe's res2-res4 one of this seed predicts none)
-        cfg = tiny_cfg("DATASETS.TEST", f"('{name}',)", *RES3_TO_RES5_ENCODER_OPTS)
+        cfg = tiny_cfg("DATASETS.TEST", f"('{name}',)", *coco_encoder_layout)
         torch.manual_seed(5)
         model = DefaultTrainer.build_model(cfg)
         with captured_logs() as records:

@@ -97,18 +97,15 @@ def test_precision_leaves_training_in_float32_and_rejects_unknown_values():
         build_model(_shapes_cfg(**{"MODEL.PRECISION": "int8"}))
 
 
-def test_channels_last_network_gives_the_same_results():
-    # the COCO configs' pixel-decoder layout (encoder on res3-res5, an FPN level at 1/4 whose
-    # convolutions must compute in the backbone's layout; the shapes recipe has no FPN level)
-    fpn_layout = {
-        "MODEL.RESNETS.OUT_FEATURES": ["res2", "res3", "res4", "res5"],
-        "MODEL.SEM_SEG_HEAD.IN_FEATURES": ["res2", "res3", "res4", "res5"],
-        "MODEL.SEM_SEG_HEAD.DEFORMABLE_TRANSFORMER_ENCODER_IN_FEATURES": ["res3", "res4", "res5"],
-    }
+def test_channels_last_network_gives_the_same_results(coco_encoder_layout):
+    # the COCO layout: an FPN level at 1/4 whose convolutions must compute in the backbone's layout
+    # (the shapes recipe has no FPN level)
     results, layouts = {}, {}
     for flag in (False, True):
         torch.manual_seed(0)
-        model = build_model(_shapes_cfg(**fpn_layout, **{"MODEL.CHANNELS_LAST": flag})).eval()
+        cfg = _shapes_cfg(**{"MODEL.CHANNELS_LAST": flag})
+        cfg.merge_from_list(coco_encoder_layout)
+        model = build_model(cfg).eval()
         model.backbone.stem.conv1.register_forward_hook(
             lambda m, a, out, flag=flag: layouts.update({flag: out.is_contiguous(memory_format=torch.channels_last)}))
         feats = {}

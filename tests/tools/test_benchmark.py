@@ -94,14 +94,12 @@ def test_yardsticks_are_the_ratios_of_the_printed_medians(capsys):
     assert low <= ratio_tv <= high
 
 
-def test_compare_hf_builds_the_same_architecture(capsys):
+def test_compare_hf_builds_the_same_architecture(capsys, coco_encoder_layout):
     pytest.importorskip("transformers")
     # transformers' pixel decoder feeds the last three backbone stages to its encoder and keeps an
-    # FPN level at 1/4 (the COCO layout): the shapes recipe's res2-res4 encoder is set back to it
-    fpn_layout = ["MODEL.RESNETS.OUT_FEATURES", '["res2","res3","res4","res5"]',
-                  "MODEL.SEM_SEG_HEAD.IN_FEATURES", '["res2","res3","res4","res5"]',
-                  "MODEL.SEM_SEG_HEAD.DEFORMABLE_TRANSFORMER_ENCODER_IN_FEATURES", '["res3","res4","res5"]',
-                  "MODEL.SEM_SEG_HEAD.DEFORMABLE_TRANSFORMER_ENCODER_DIM_FEEDFORWARD", "1024"]
+    # FPN level at 1/4 (the COCO layout, with its 1024-wide encoder FFN): the shapes recipe's
+    # res2-res4 encoder is set back to it
+    fpn_layout = [*coco_encoder_layout, "MODEL.SEM_SEG_HEAD.DEFORMABLE_TRANSFORMER_ENCODER_DIM_FEEDFORWARD", "1024"]
     assert benchmark.main(["--config-file", str(SHAPES), "--input-size", "64x64", "--num-iter", "1",
                            "--warmup", "0", "--threads", "1", "--no-yardstick", "--compare-hf",
                            "--opts", *fpn_layout]) == 0
