@@ -108,8 +108,9 @@ class DefaultTrainer(TrainerBase):
                            "(set SOLVER.AMP.PRECISION bfloat16 for CPU autocast).", device_type)
             return SimpleTrainer(model, data_loader, optimizer)
         if device_type == "cpu" and not cpu_has_fast_bfloat16():
-            logger.warning("SOLVER.AMP with bfloat16: this CPU has no native bfloat16 support (slower than "
-                           "float32 when emulated); training in float32 instead.")
+            logger.warning("SOLVER.AMP with bfloat16: this CPU has no AMX tiles, without which bfloat16 "
+                           "convolutions and matmuls are slower than float32 (emulated, or AVX512-BF16 "
+                           "alone); training in float32 instead.")
             return SimpleTrainer(model, data_loader, optimizer)
         return AMPTrainer(model, data_loader, optimizer, precision=precision)
 

@@ -215,7 +215,7 @@ class _DtypeProbe:
 def test_amp_bfloat16_autocasts_on_cpu(tiny_cfg, one_thread, monkeypatch):
     import mask2former.engine.default_trainer as default_trainer
 
-    monkeypatch.setattr(default_trainer, "cpu_has_fast_bfloat16", lambda: True)  # also where it is emulated
+    monkeypatch.setattr(default_trainer, "cpu_has_fast_bfloat16", lambda: True)  # also where it is slow
     cfg = tiny_cfg("SOLVER.AMP.ENABLED", "True", "SOLVER.AMP.PRECISION", "bfloat16", "SOLVER.MAX_ITER", 3,
                    "DATASETS.TEST", "()")
     trainer = DefaultTrainer(cfg)
@@ -235,7 +235,8 @@ def test_amp_bfloat16_autocasts_on_cpu(tiny_cfg, one_thread, monkeypatch):
 @pytest.mark.parametrize("precision, native_bf16", [("float16", True), ("bfloat16", False)])
 def test_amp_without_cpu_support_warns_and_trains_in_float32(tiny_cfg, one_thread, monkeypatch, precision: str,
                                                              native_bf16: bool):
-    """float16 autocast needs CUDA; bfloat16 needs a CPU with native bfloat16 (else: an AVX2-only CPU)."""
+    """float16 autocast needs CUDA; bfloat16 needs a CPU where it is faster than float32 (AMX tiles;
+    else, e.g. AVX2-only or AVX512-BF16 without AMX, float32)."""
     import mask2former.engine.default_trainer as default_trainer
 
     monkeypatch.setattr(default_trainer, "cpu_has_fast_bfloat16", lambda: native_bf16)
