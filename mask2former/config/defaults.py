@@ -45,6 +45,9 @@ _C.MODEL.PRECISION = "float32"
 # (NHWC) layout, oneDNN's native one (docs/performance.md); False keeps PyTorch's NCHW. Training
 # and GPUs are not affected.
 _C.MODEL.CHANNELS_LAST = True
+# [project] The same in CPU training (faster for small models such as the shapes recipe's; for
+# ResNet-50 no faster and ~4 % more peak RSS: docs/performance.md).
+_C.MODEL.CHANNELS_LAST_TRAINING = False
 # [project] torch.compile the backbone and the segmentation head (training and inference).
 _C.MODEL.COMPILE = False
 # [project] torch.compile backend of MODEL.COMPILE ("inductor"; "aot_eager" compiles no kernels).

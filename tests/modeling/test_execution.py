@@ -1,5 +1,6 @@
 """Execution options of built models (modeling/execution.py): MODEL.PRECISION, MODEL.CHANNELS_LAST,
-MODEL.COMPILE. Each option runs and agrees with the default float32 path within a stated tolerance."""
+MODEL.CHANNELS_LAST_TRAINING, MODEL.COMPILE.
+Each option runs and agrees with the default float32 path within a stated tolerance."""
 from __future__ import annotations
 
 import copy
@@ -12,6 +13,7 @@ import mask2former.data  # noqa: F401  (built-in metadata, as the engine does)
 from mask2former.checkpoint import DetectionCheckpointer
 from mask2former.config import get_cfg
 from mask2former.modeling import build_model
+from mask2former.structures import BitMasks, Instances
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SHAPES = REPO_ROOT / "configs" / "shapes" / "panoptic-segmentation" / "maskformer2_R18_bs8_1k.yaml"
@@ -40,6 +42,18 @@ def _shapes_cfg(**overrides):
 def _images(seed: int = 0, size=(64, 96)):
     gen = torch.Generator().manual_seed(seed)
     return [{"image": (torch.rand(3, *size, generator=gen) * 255).round(), "height": size[0], "width": size[1]}]
+
+
+def _training_inputs():
+    """One 64x96 random image with one rectangular segment of class 1."""
+    inputs = _images()
+    mask = torch.zeros(1, 64, 96, dtype=torch.bool)
+    mask[0, 10:40, 20:60] = True
+    inst = Instances((64, 96))
+    inst.gt_classes = torch.tensor([1])
+    inst.gt_masks = BitMasks(mask)
+    inputs[0]["instances"] = inst
+    return inputs
 
 
 def _reference_case(reference_dir: Path, precision: str):
@@ -103,7 +117,7 @@ def test_channels_last_network_gives_the_same_results(coco_encoder_layout):
     results, layouts = {}, {}
     for flag in (False, True):
         torch.manual_seed(0)
-        cfg = _shapes_cfg(**{"MODEL.CHANNELS_LAST": flag})
+        cfg = _shapes_cfg(**{"MODEL.CHANNELS_LAST": flag, "MODEL.CHANNELS_LAST_TRAINING": False})
         cfg.merge_from_list(coco_encoder_layout)
         model = build_model(cfg).eval()
         model.backbone.stem.conv1.register_forward_hook(
@@ -119,11 +133,32 @@ def test_channels_last_network_gives_the_same_results(coco_encoder_layout):
         assert all(f.is_contiguous(memory_format=torch.channels_last) == flag for f in feats.values())
         assert mask_features[0].is_contiguous(memory_format=torch.channels_last) == flag
     assert layouts == {False: False, True: True}
-    model.train()  # training keeps the default layout
+    model.train()  # training keeps the default layout unless MODEL.CHANNELS_LAST_TRAINING
     model.backbone(torch.rand(1, 3, 64, 64))
     assert layouts[True] is False
     torch.testing.assert_close(results[True]["sem_seg"], results[False]["sem_seg"], atol=1e-4, rtol=1e-4)
     assert torch.equal(results[True]["panoptic_seg"][0], results[False]["panoptic_seg"][0])
+
+
+def test_channels_last_training_gives_the_same_losses_and_gradients():
+    losses, grads, layouts = {}, {}, {}
+    for flag in (False, True):
+        torch.manual_seed(0)
+        model = build_model(_shapes_cfg(**{"MODEL.CHANNELS_LAST": False,
+                                           "MODEL.CHANNELS_LAST_TRAINING": flag})).train()
+        model.backbone.stem.conv1.register_forward_hook(
+            lambda m, a, out, flag=flag: layouts.setdefault(flag, []).append(
+                (m.training, out.is_contiguous(memory_format=torch.channels_last))))
+        torch.manual_seed(1)  # the same point sampling
+        loss = sum(model(_training_inputs()).values())
+        loss.backward()
+        losses[flag] = loss.detach()
+        grads[flag] = model.backbone.stem.conv1.weight.grad
+        with torch.no_grad():  # inference follows MODEL.CHANNELS_LAST (False here)
+            model.eval()(_images())
+    assert layouts == {False: [(True, False), (False, False)], True: [(True, True), (False, False)]}
+    torch.testing.assert_close(losses[True], losses[False], atol=1e-4, rtol=1e-5)
+    torch.testing.assert_close(grads[True], grads[False], atol=1e-5, rtol=1e-3)
 
 
 @pytest.mark.slow
@@ -144,14 +179,7 @@ def test_compiled_model_agrees_with_eager_and_keeps_its_state_dict():
     assert compiled.backbone._compiled_call_impl is not None  # compiled in place
     torch.testing.assert_close(actual["sem_seg"], expected["sem_seg"], atol=1e-4, rtol=1e-4)
     # training through the compiled parts: the same losses
-    model_inputs = _images()
-    targets = torch.zeros(1, 64, 96, dtype=torch.bool)
-    targets[0, 10:40, 20:60] = True
-    from mask2former.structures import BitMasks, Instances
-    inst = Instances((64, 96))
-    inst.gt_classes = torch.tensor([1])
-    inst.gt_masks = BitMasks(targets)
-    model_inputs[0]["instances"] = inst
+    model_inputs = _training_inputs()
     losses = {}
     for name, model in (("eager", eager), ("compiled", compiled)):
         model.train()
