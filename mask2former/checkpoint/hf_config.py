@@ -85,10 +85,10 @@ def d2_config_from_hf(config: Mapping, preprocessor: Optional[Mapping] = None) -
     test = {"SEMANTIC_ON": True, "INSTANCE_ON": False, "PANOPTIC_ON": False,
             "OBJECT_MASK_THRESHOLD": 0.8, "OVERLAP_THRESHOLD": 0.8}
     if arch == "mask2former":
-        if config.get("encoder_feedforward_dim", 1024) != 1024:
-            # the official MSDeformAttn pixel decoder fixes its FFN width at 1024 (no config key)
-            raise ValueError(f"config.json: encoder_feedforward_dim={config['encoder_feedforward_dim']} is not "
-                             "supported; the MSDeformAttn pixel decoder here (as the official one) uses 1024")
+        strides = [2 ** int(f[len("res"):]) for f in in_features]  # res2 -> 4, ..., res5 -> 32
+        if list(config.get("feature_strides", strides)) != strides:
+            raise ValueError(f"config.json: feature_strides={config['feature_strides']} are not the strides "
+                             f"{strides} of backbone_config.out_features")
         if config.get("activation_function", "relu") != "relu":
             raise ValueError(f"config.json: activation_function={config['activation_function']!r}; only 'relu' exists here")
         model["SEM_SEG_HEAD"] = {
@@ -97,6 +97,7 @@ def d2_config_from_hf(config: Mapping, preprocessor: Optional[Mapping] = None) -
             "NUM_CLASSES": num_classes, "CONVS_DIM": config.get("feature_size", 256),
             "MASK_DIM": config.get("mask_feature_size", 256), "NORM": "GN",
             "TRANSFORMER_ENC_LAYERS": config.get("encoder_layers", 6),
+            "DEFORMABLE_TRANSFORMER_ENCODER_DIM_FEEDFORWARD": config.get("encoder_feedforward_dim", 1024),
             "COMMON_STRIDE": config.get("common_stride", 4), "IGNORE_VALUE": config.get("ignore_value", 255)}
         model["MASK_FORMER"] = {
             "TRANSFORMER_DECODER_NAME": "MultiScaleMaskedTransformerDecoder",
@@ -177,11 +178,16 @@ def hf_config_from_d2(cfg, id2label: Optional[Mapping[int, str]] = None) -> Dict
                          "build_resnet_backbone have transformers counterparts")
     mf = m.MASK_FORMER
     if decoder == "MSDeformAttnPixelDecoder":
+        encoder_features = list(m.SEM_SEG_HEAD.DEFORMABLE_TRANSFORMER_ENCODER_IN_FEATURES)
+        if encoder_features != in_features[-3:]:
+            raise ValueError(f"MODEL.SEM_SEG_HEAD.DEFORMABLE_TRANSFORMER_ENCODER_IN_FEATURES={encoder_features}: "
+                             f"transformers' pixel decoder encodes the last three of IN_FEATURES ({in_features[-3:]})")
         return {
             "architectures": ["Mask2FormerForUniversalSegmentation"], "model_type": "mask2former",
             "backbone_config": backbone, "feature_size": m.SEM_SEG_HEAD.CONVS_DIM,
             "mask_feature_size": m.SEM_SEG_HEAD.MASK_DIM, "hidden_dim": mf.HIDDEN_DIM,
-            "encoder_feedforward_dim": 1024, "activation_function": "relu",
+            "encoder_feedforward_dim": m.SEM_SEG_HEAD.DEFORMABLE_TRANSFORMER_ENCODER_DIM_FEEDFORWARD,
+            "activation_function": "relu",
             "encoder_layers": m.SEM_SEG_HEAD.TRANSFORMER_ENC_LAYERS, "decoder_layers": mf.DEC_LAYERS,
             "num_attention_heads": mf.NHEADS, "dropout": mf.DROPOUT, "dim_feedforward": mf.DIM_FEEDFORWARD,
             "pre_norm": mf.PRE_NORM, "enforce_input_projection": mf.ENFORCE_INPUT_PROJ,
@@ -190,7 +196,8 @@ def hf_config_from_d2(cfg, id2label: Optional[Mapping[int, str]] = None) -> Dict
             "class_weight": mf.CLASS_WEIGHT, "mask_weight": mf.MASK_WEIGHT, "dice_weight": mf.DICE_WEIGHT,
             "train_num_points": mf.TRAIN_NUM_POINTS, "oversample_ratio": mf.OVERSAMPLE_RATIO,
             "importance_sample_ratio": mf.IMPORTANCE_SAMPLE_RATIO, "use_auxiliary_loss": mf.DEEP_SUPERVISION,
-            "feature_strides": [4, 8, 16, 32], "use_pretrained_backbone": False, **_label_maps(labels)}
+            "feature_strides": [2 ** int(f[len("res"):]) for f in in_features],  # res2 -> 4, ..., res5 -> 32
+            "use_pretrained_backbone": False, **_label_maps(labels)}
     if decoder == "BasePixelDecoder" and mf.TRANSFORMER_DECODER_NAME == "StandardTransformerDecoder":
         if mf.ENC_LAYERS:
             raise ValueError(f"MODEL.MASK_FORMER.ENC_LAYERS={mf.ENC_LAYERS}: transformers' MaskFormer has no "

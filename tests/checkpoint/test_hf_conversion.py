@@ -19,6 +19,7 @@ from safetensors.torch import load_file  # noqa: E402
 
 from mask2former.checkpoint import DetectionCheckpointer, load_checkpoint_file  # noqa: E402
 from mask2former.checkpoint.hf_checkpoint import resolve_hf_uri  # noqa: E402
+from mask2former.checkpoint.hf_config import d2_config_from_hf, hf_config_from_d2  # noqa: E402
 from mask2former.checkpoint.hf_conversion import convert_d2_to_hf_state_dict, convert_hf_to_d2_state_dict  # noqa: E402
 from mask2former.config import get_cfg  # noqa: E402
 from mask2former.modeling import build_model  # noqa: E402
@@ -46,7 +47,7 @@ def _swin(cls_name: str):
 def _mask2former(backbone) -> "transformers.PreTrainedModel":
     config = transformers.Mask2FormerConfig(
         backbone_config=backbone, num_labels=NUM_CLASSES, num_queries=6, hidden_dim=32, mask_feature_size=32,
-        feature_size=32, encoder_feedforward_dim=1024, dim_feedforward=64, encoder_layers=2, decoder_layers=3,
+        feature_size=32, encoder_feedforward_dim=96, dim_feedforward=64, encoder_layers=2, decoder_layers=3,
         num_attention_heads=4, use_pretrained_backbone=False,
         id2label={i: f"class_{i}" for i in range(NUM_CLASSES)})
     return transformers.Mask2FormerForUniversalSegmentation(config)
@@ -268,7 +269,9 @@ def test_reverse_conversion_round_trips_exactly(tmp_path, build):
     assert reloaded.config.id2label == hf_model.config.id2label
     if build.startswith("mask2former"):
         keys, new, old = ("num_queries", "hidden_dim", "decoder_layers", "encoder_layers", "mask_feature_size",
-                          "feature_size", "dim_feedforward", "num_attention_heads"), reloaded.config, hf_model.config
+                          "feature_size", "dim_feedforward", "encoder_feedforward_dim", "num_attention_heads"), \
+            reloaded.config, hf_model.config
+        assert list(new.feature_strides) == list(old.feature_strides)
     else:
         keys, new, old = ("num_queries", "d_model", "decoder_layers", "decoder_attention_heads", "decoder_ffn_dim"), \
             reloaded.config.decoder_config, hf_model.config.decoder_config
@@ -287,6 +290,38 @@ def test_reverse_conversion_round_trips_exactly(tmp_path, build):
     config = json.loads((back / "config.json").read_text())
     again = convert_hf_to_d2_state_dict(convert_d2_to_hf_state_dict(ours, config), config)
     _tensors_equal(dict(ours), dict(again))
+
+
+def test_finer_encoder_layout_converts_to_transformers():
+    """The shapes recipe's layout (res2-res4 into the encoder, 256-wide encoder FFN, no FPN level)
+    is expressible in transformers; an encoder that skips the coarsest input is refused."""
+    cfg = get_cfg()
+    cfg.merge_from_file(str(REPO / "configs" / "shapes" / "panoptic-segmentation" / "maskformer2_R18_bs8_1k.yaml"))
+    config = hf_config_from_d2(cfg)
+    assert config["feature_strides"] == [4, 8, 16] and config["encoder_feedforward_dim"] == 256
+    assert d2_config_from_hf(config)["MODEL"]["SEM_SEG_HEAD"]["DEFORMABLE_TRANSFORMER_ENCODER_DIM_FEEDFORWARD"] == 256
+    torch.manual_seed(0)
+    ours = build_model(cfg).eval()
+    hf_model = transformers.Mask2FormerForUniversalSegmentation(
+        transformers.Mask2FormerConfig.from_dict({k: v for k, v in config.items() if k != "architectures"})).eval()
+    missing, unexpected = hf_model.load_state_dict(convert_d2_to_hf_state_dict(ours.state_dict(), config),
+                                                   strict=False)
+    # transformers' ResNet builds all four stages; the fourth (res5) is never read here
+    assert not unexpected and missing and all(".stages.3." in k for k in missing)
+    x = _normalised(_image()[:, :128, :128], cfg)
+    with torch.no_grad():
+        mine = ours.sem_seg_head(ours.backbone(x))
+        theirs = hf_model(pixel_values=x)
+    torch.testing.assert_close(mine["pred_masks"], theirs.masks_queries_logits, atol=1e-4, rtol=0)
+    torch.testing.assert_close(mine["pred_logits"], theirs.class_queries_logits, atol=1e-4, rtol=0)
+
+    cfg.merge_from_list(["MODEL.RESNETS.OUT_FEATURES", ["res2", "res3", "res4", "res5"],
+                         "MODEL.SEM_SEG_HEAD.IN_FEATURES", ["res2", "res3", "res4", "res5"]])
+    with pytest.raises(ValueError, match="DEFORMABLE_TRANSFORMER_ENCODER_IN_FEATURES"):
+        hf_config_from_d2(cfg)
+    config["feature_strides"] = [4, 8, 16, 32]
+    with pytest.raises(ValueError, match="feature_strides"):
+        d2_config_from_hf(config)
 
 
 def test_unknown_tensor_and_unsupported_config_are_named(tmp_path):
