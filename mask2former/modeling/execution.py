@@ -4,8 +4,8 @@
 ``DefaultPredictor``, evaluation, training and the tools all get the same model:
 
 * ``MODEL.PRECISION`` (``"float32"`` default, ``"bfloat16"``, ``"float16"``): inference under
-  ``torch.autocast`` of that dtype (CPU bf16 uses the AVX512-BF16 / AMX instructions where the
-  CPU has them). Only the segmentation head runs in reduced precision (the backbone stays
+  ``torch.autocast`` of that dtype (CPU bf16 pays only with AMX tiles: without them it runs
+  slower than float32, and building such a model warns). Only the segmentation head runs in reduced precision (the backbone stays
   float32: under CPU autocast its convolutions were slower), including the
   deformable-attention encoder layers and convolutions of the
   ``MSDeformAttnPixelDecoder``, which keeps autocast off for itself (the official fp16 guard).
@@ -33,11 +33,16 @@ called, also on an exception) leaving it: no module is replaced or re-parented.
 """
 from __future__ import annotations
 
+import logging
 import threading
 from typing import Any, List
 
 import torch
 from torch import nn
+
+from ..utils.env import cpu_has_fast_bfloat16
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["PRECISIONS", "apply_execution_options", "autocast_inference", "channels_last_backbone",
            "compile_network"]
@@ -169,6 +174,11 @@ def apply_execution_options(model: nn.Module, cfg) -> nn.Module:
     if cfg.MODEL.CHANNELS_LAST or cfg.MODEL.CHANNELS_LAST_TRAINING:
         channels_last_backbone(model, inference=cfg.MODEL.CHANNELS_LAST, training=cfg.MODEL.CHANNELS_LAST_TRAINING)
     if PRECISIONS[precision] != torch.float32:
+        on_cpu = next((p.device.type for p in model.parameters()), "cpu") == "cpu"
+        if on_cpu and PRECISIONS[precision] == torch.bfloat16 and not cpu_has_fast_bfloat16():
+            logger.warning("MODEL.PRECISION bfloat16 on a CPU without AMX tiles: bfloat16 matmuls and "
+                           "convolutions are slower than float32 here (R50 COCO panoptic inference "
+                           "measured 1.33x slower, docs/performance.md); float32 is the faster choice.")
         autocast_inference(model, PRECISIONS[precision])
     if cfg.MODEL.COMPILE:
         compile_network(model, backend=cfg.MODEL.COMPILE_BACKEND)

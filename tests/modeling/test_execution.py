@@ -4,6 +4,7 @@ Each option runs and agrees with the default float32 path within a stated tolera
 from __future__ import annotations
 
 import copy
+import logging
 from pathlib import Path
 
 import pytest
@@ -109,6 +110,24 @@ def test_precision_leaves_training_in_float32_and_rejects_unknown_values():
     assert seen[-1] == ("copy", torch.bfloat16)
     with pytest.raises(ValueError, match="MODEL.PRECISION = 'int8'"):
         build_model(_shapes_cfg(**{"MODEL.PRECISION": "int8"}))
+
+
+def test_bfloat16_inference_warns_on_a_cpu_without_amx_and_still_runs_in_bfloat16(monkeypatch):
+    from mask2former.modeling import execution
+
+    messages = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = lambda record: messages.append(record.getMessage())
+    execution.logger.addHandler(handler)
+    try:
+        for fast in (True, False):
+            monkeypatch.setattr(execution, "cpu_has_fast_bfloat16", lambda: fast)
+            model = build_model(_shapes_cfg(**{"MODEL.PRECISION": "bfloat16"}))
+            assert model.inference_precision == torch.bfloat16  # an explicit choice: kept
+            assert len(messages) == (0 if fast else 1)
+    finally:
+        execution.logger.removeHandler(handler)
+    assert "MODEL.PRECISION bfloat16" in messages[0] and "AMX" in messages[0]
 
 
 def test_channels_last_network_gives_the_same_results(coco_encoder_layout):
