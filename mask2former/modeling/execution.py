@@ -5,9 +5,9 @@
 
 * ``MODEL.PRECISION`` (``"float32"`` default, ``"bfloat16"``, ``"float16"``): inference under
   ``torch.autocast`` of that dtype (CPU bf16 pays only with AMX tiles: without them it runs
-  slower than float32, and building such a model warns). Only the segmentation head runs in reduced precision (the backbone stays
-  float32: under CPU autocast its convolutions were slower), including the
-  deformable-attention encoder layers and convolutions of the
+  slower than float32, and building such a model warns). Only the segmentation head runs in
+  reduced precision (the backbone stays float32: under CPU autocast its convolutions were
+  slower), including the deformable-attention encoder layers and convolutions of the
   ``MSDeformAttnPixelDecoder``, which keeps autocast off for itself (the official fp16 guard).
   Every region hands float32 back, so the residual stream between encoder layers, the head's
   outputs and all post-processing stay in float32. Training is unaffected
@@ -133,10 +133,10 @@ class _ChannelsLastInput:
     """Forward pre-hook: a 4-D CPU input -> channels-last, in the modes it is enabled for."""
 
     def __init__(self, inference: bool, training: bool):
-        self.inference, self.training = inference, training
+        self.for_inference, self.for_training = inference, training
 
     def __call__(self, module: nn.Module, args: Any) -> Any:
-        if not (self.training if module.training else self.inference):
+        if not (self.for_training if module.training else self.for_inference):
             return None
         x = args[0] if args else None
         if isinstance(x, torch.Tensor) and x.dim() == 4 and x.device.type == "cpu":
