@@ -8,7 +8,7 @@ HF config allows; :func:`hf_config_from_d2` goes the other way. Values HF does n
 """
 from __future__ import annotations
 
-from typing import Any, Dict, Mapping, Optional
+from typing import Any, Dict, List, Mapping, Optional
 
 from .hf_conversion import hf_architecture
 
@@ -18,6 +18,11 @@ _IMAGENET_MEAN = [0.485, 0.456, 0.406]
 _IMAGENET_STD = [0.229, 0.224, 0.225]
 _STAGES = {"stage1": "res2", "stage2": "res3", "stage3": "res4", "stage4": "res5"}
 _TO_STAGE = {v: k for k, v in _STAGES.items()}
+
+
+def _feature_strides(features) -> List[int]:
+    """Strides of backbone features named res2..res5: 4, 8, 16, 32."""
+    return [2 ** int(f[len("res"):]) for f in features]
 
 
 def id2label_from_hf(config: Mapping) -> Dict[int, str]:
@@ -85,7 +90,7 @@ def d2_config_from_hf(config: Mapping, preprocessor: Optional[Mapping] = None) -
     test = {"SEMANTIC_ON": True, "INSTANCE_ON": False, "PANOPTIC_ON": False,
             "OBJECT_MASK_THRESHOLD": 0.8, "OVERLAP_THRESHOLD": 0.8}
     if arch == "mask2former":
-        strides = [2 ** int(f[len("res"):]) for f in in_features]  # res2 -> 4, ..., res5 -> 32
+        strides = _feature_strides(in_features)
         if list(config.get("feature_strides", strides)) != strides:
             raise ValueError(f"config.json: feature_strides={config['feature_strides']} are not the strides "
                              f"{strides} of backbone_config.out_features")
@@ -196,7 +201,7 @@ def hf_config_from_d2(cfg, id2label: Optional[Mapping[int, str]] = None) -> Dict
             "class_weight": mf.CLASS_WEIGHT, "mask_weight": mf.MASK_WEIGHT, "dice_weight": mf.DICE_WEIGHT,
             "train_num_points": mf.TRAIN_NUM_POINTS, "oversample_ratio": mf.OVERSAMPLE_RATIO,
             "importance_sample_ratio": mf.IMPORTANCE_SAMPLE_RATIO, "use_auxiliary_loss": mf.DEEP_SUPERVISION,
-            "feature_strides": [2 ** int(f[len("res"):]) for f in in_features],  # res2 -> 4, ..., res5 -> 32
+            "feature_strides": _feature_strides(in_features),
             "use_pretrained_backbone": False, **_label_maps(labels)}
     if decoder == "BasePixelDecoder" and mf.TRANSFORMER_DECODER_NAME == "StandardTransformerDecoder":
         if mf.ENC_LAYERS:
