@@ -25,7 +25,7 @@ from ..modeling.build import build_model
 from ..modeling.test_time_augmentation import SemanticSegmentorWithTTA
 from ..solver import build_lr_scheduler, build_optimizer
 from ..utils import comm
-from ..utils.env import cpu_has_fast_bfloat16
+from ..utils.env import CPU_BF16_ENV, cpu_has_fast_bfloat16
 from ..utils.events import CommonMetricPrinter, JSONWriter, TensorboardXWriter
 from ..utils.logger import setup_logger
 from ..utils.memory import configure_cpu_memory
@@ -108,9 +108,9 @@ class DefaultTrainer(TrainerBase):
                            "(set SOLVER.AMP.PRECISION bfloat16 for CPU autocast).", device_type)
             return SimpleTrainer(model, data_loader, optimizer)
         if device_type == "cpu" and not cpu_has_fast_bfloat16():
-            logger.warning("SOLVER.AMP with bfloat16: this CPU has no AMX tiles, without which bfloat16 "
-                           "convolutions and matmuls are slower than float32 (emulated, or AVX512-BF16 "
-                           "alone); training in float32 instead.")
+            logger.warning("SOLVER.AMP with bfloat16: bfloat16 matmuls are not faster than float32 on "
+                           "this CPU (mask2former.utils.env.cpu_has_fast_bfloat16; %s=fast overrides); "
+                           "training in float32 instead.", CPU_BF16_ENV)
             return SimpleTrainer(model, data_loader, optimizer)
         return AMPTrainer(model, data_loader, optimizer, precision=precision)
 

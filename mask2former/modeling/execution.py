@@ -4,8 +4,9 @@
 ``DefaultPredictor``, evaluation, training and the tools all get the same model:
 
 * ``MODEL.PRECISION`` (``"float32"`` default, ``"bfloat16"``, ``"float16"``): inference under
-  ``torch.autocast`` of that dtype (CPU bf16 pays only with AMX tiles: without them it runs
-  slower than float32, and building such a model warns). Only the segmentation head runs in
+  ``torch.autocast`` of that dtype (CPU bf16 pays only where ``cpu_has_fast_bfloat16``: with AMX
+  tiles, or AVX512-BF16 measured fast, e.g. AMD Zen 4; elsewhere it runs slower than float32,
+  and building such a model warns). Only the segmentation head runs in
   reduced precision (the backbone stays float32: under CPU autocast its convolutions were
   slower), including the deformable-attention encoder layers and convolutions of the
   ``MSDeformAttnPixelDecoder``, which keeps autocast off for itself (the official fp16 guard).
@@ -176,9 +177,10 @@ def apply_execution_options(model: nn.Module, cfg) -> nn.Module:
     if PRECISIONS[precision] != torch.float32:
         on_cpu = next((p.device.type for p in model.parameters()), "cpu") == "cpu"
         if on_cpu and PRECISIONS[precision] == torch.bfloat16 and not cpu_has_fast_bfloat16():
-            logger.warning("MODEL.PRECISION bfloat16 on a CPU without AMX tiles: bfloat16 matmuls and "
-                           "convolutions are slower than float32 here (R50 COCO panoptic inference "
-                           "measured 1.33x slower, docs/performance.md); float32 is the faster choice.")
+            logger.warning("MODEL.PRECISION bfloat16: bfloat16 matmuls are not faster than float32 on "
+                           "this CPU (mask2former.utils.env.cpu_has_fast_bfloat16); float32 is the faster "
+                           "choice here (R50 COCO panoptic inference measured 1.33x slower on such a CPU, "
+                           "docs/performance.md).")
         autocast_inference(model, PRECISIONS[precision])
     if cfg.MODEL.COMPILE:
         compile_network(model, backend=cfg.MODEL.COMPILE_BACKEND)

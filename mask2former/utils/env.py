@@ -1,15 +1,17 @@
 """Environment helpers: device resolution, seeding, graph capture and eager-only caches."""
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import random
+import time
 from typing import Any, Callable, Dict, Hashable
 
 import numpy as np
 import torch
 
-__all__ = ["cached_unless_capturing", "capturing_graph", "cpu_has_fast_bfloat16", "resolve_device", "seed_all_rng"]
+__all__ = ["CPU_BF16_ENV", "cached_unless_capturing", "capturing_graph", "cpu_has_fast_bfloat16", "resolve_device", "seed_all_rng"]
 
 _logger = logging.getLogger(__name__)
 
@@ -22,16 +24,53 @@ def resolve_device(device: str) -> str:
     return str(device)
 
 
-def cpu_has_fast_bfloat16() -> bool:
-    """Whether bfloat16 autocast is faster than float32 on this CPU: where it has AMX tiles
-    (Intel Sapphire Rapids and newer), which oneDNN uses for bfloat16 convolutions and matmuls.
+CPU_BF16_ENV = "MASK2FORMER_CPU_BF16"
 
-    With AVX512-BF16 alone, bfloat16 runs natively but slower than float32 (measured on a 2-core
-    Xeon without AMX: matmuls and convolutions of the shapes model 1.0-2.0x slower, a shapes
-    training iteration 1.25x slower, docs/performance.md); without it, it is emulated.
+
+@functools.lru_cache(maxsize=None)
+def cpu_has_fast_bfloat16() -> bool:
+    """Whether bfloat16 matmuls beat float32 on this CPU, so that bfloat16 autocast pays off.
+
+    ``MASK2FORMER_CPU_BF16=fast`` / ``slow`` decides by hand. Otherwise: AMX tiles (Intel Sapphire
+    Rapids and newer) -> True; no AVX512-BF16 (bfloat16 emulated) -> False; AVX512-BF16 without
+    AMX -> measured once per process (``_bfloat16_matmul_speedup``, ~20 ms), because the same
+    instruction set is fast on some CPUs and slow on others: an AMD EPYC Zen 4 ran the model's
+    matmuls 2.5x and its convolutions 2x faster in bfloat16, a Xeon whose AMX the VM hid 1.0-2.0x
+    slower (docs/performance.md). The measured margins are wide, so the 1.3x threshold gives the
+    same answer run after run on one machine.
     """
-    amx = getattr(torch.cpu, "_is_amx_tile_supported", None)
-    return bool(amx()) if amx is not None else False
+    choice = os.environ.get(CPU_BF16_ENV, "").strip().lower()
+    if choice in ("fast", "slow"):
+        return choice == "fast"
+    if choice not in ("", "auto"):
+        raise ValueError(f"{CPU_BF16_ENV}={os.environ[CPU_BF16_ENV]!r}: expected 'fast', 'slow' or 'auto'")
+    if torch.cpu._is_amx_tile_supported():
+        return True
+    if not torch.cpu._is_avx512_bf16_supported():
+        return False
+    speedup = _bfloat16_matmul_speedup()
+    _logger.info("bfloat16 matmul on this CPU (AVX512-BF16, no AMX): %.2fx the speed of float32 (%s)",
+                 speedup, "bfloat16 autocast pays off" if speedup >= 1.3 else "float32 is faster")
+    return speedup >= 1.3
+
+
+def _bfloat16_matmul_speedup(rounds: int = 7) -> float:
+    """float32 time / bfloat16 time of a (2048, 256) @ (256, 256) matmul (the size class of the
+    models' linears), medians of ``rounds`` interleaved timings on torch's current threads."""
+    a = torch.randn(2048, 256)
+    b = torch.randn(256, 256)
+    pairs = ((a, b), (a.bfloat16(), b.bfloat16()))
+    times: list = [[], []]
+    with torch.no_grad():
+        for round_index in range(rounds + 2):
+            for variant, (x, y) in enumerate(pairs):
+                start = time.perf_counter()
+                for _ in range(4):
+                    torch.mm(x, y)
+                if round_index >= 2:  # two warm-up rounds
+                    times[variant].append(time.perf_counter() - start)
+    fp32, bf16 = (sorted(t)[len(t) // 2] for t in times)
+    return fp32 / bf16
 
 
 def seed_all_rng(seed: int | None = None) -> int:

@@ -235,8 +235,8 @@ def test_amp_bfloat16_autocasts_on_cpu(tiny_cfg, one_thread, monkeypatch):
 @pytest.mark.parametrize("precision, native_bf16", [("float16", True), ("bfloat16", False)])
 def test_amp_without_cpu_support_warns_and_trains_in_float32(tiny_cfg, one_thread, monkeypatch, precision: str,
                                                              native_bf16: bool):
-    """float16 autocast needs CUDA; bfloat16 needs a CPU where it is faster than float32 (AMX tiles;
-    else, e.g. AVX2-only or AVX512-BF16 without AMX, float32)."""
+    """float16 autocast needs CUDA; bfloat16 needs a CPU where it is faster than float32
+    (``cpu_has_fast_bfloat16``: AMX tiles, or AVX512-BF16 measured fast; else float32)."""
     import mask2former.engine.default_trainer as default_trainer
 
     monkeypatch.setattr(default_trainer, "cpu_has_fast_bfloat16", lambda: native_bf16)

@@ -112,7 +112,7 @@ def test_precision_leaves_training_in_float32_and_rejects_unknown_values():
         build_model(_shapes_cfg(**{"MODEL.PRECISION": "int8"}))
 
 
-def test_bfloat16_inference_warns_on_a_cpu_without_amx_and_still_runs_in_bfloat16(monkeypatch):
+def test_bfloat16_inference_warns_where_bfloat16_is_slow_and_still_runs_in_bfloat16(monkeypatch):
     from mask2former.modeling import execution
 
     messages = []
@@ -127,7 +127,7 @@ def test_bfloat16_inference_warns_on_a_cpu_without_amx_and_still_runs_in_bfloat1
             assert len(messages) == (0 if fast else 1)
     finally:
         execution.logger.removeHandler(handler)
-    assert "MODEL.PRECISION bfloat16" in messages[0] and "AMX" in messages[0]
+    assert "MODEL.PRECISION bfloat16" in messages[0] and "cpu_has_fast_bfloat16" in messages[0]
 
 
 def test_channels_last_network_gives_the_same_results(coco_encoder_layout):
