@@ -9,7 +9,7 @@
   and building such a model warns). Only the segmentation head runs in
   reduced precision (the backbone stays float32: under CPU autocast its convolutions were
   slower), including the deformable-attention encoder layers and convolutions of the
-  ``MSDeformAttnPixelDecoder``, which keeps autocast off for itself (the official fp16 guard).
+  ``MSDeformAttnPixelDecoder``, which keeps float16 autocast off for itself (the official guard).
   Every region hands float32 back, so the residual stream between encoder layers, the head's
   outputs and all post-processing stay in float32. Training is unaffected
   (``SOLVER.AMP`` is the training switch).

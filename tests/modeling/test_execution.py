@@ -72,7 +72,7 @@ def test_bfloat16_inference_agrees_with_float32_on_the_reference_case(reference_
     fp32, inputs = _reference_case(reference_dir, "float32")
     bf16, _ = _reference_case(reference_dir, "bfloat16")
     seen = {}
-    # the deformable encoder (autocast off inside the pixel decoder) and the decoder do run in bf16
+    # the deformable encoder (its regions re-enter autocast inside the pixel decoder) and the decoder run in bf16
     encoder_linear = bf16.sem_seg_head.pixel_decoder.transformer.encoder.layers[0].linear1
     encoder_linear.register_forward_hook(lambda m, a, out: seen.update(encoder=out.dtype))
     bf16.sem_seg_head.predictor.class_embed.register_forward_hook(lambda m, a, out: seen.update(decoder=out.dtype))

@@ -286,8 +286,8 @@ class MSDeformAttnPixelDecoder(PixelDecoder):
 
     def autocast_regions(self) -> List[nn.Module]:
         """The parts that ``MODEL.PRECISION`` runs under autocast one by one: ``forward_features``
-        turns autocast off around the whole decoder (fp32 deformable attention, as the official
-        decoder), so reduced precision is re-enabled per encoder layer and per convolution."""
+        turns float16 autocast off around the whole decoder (as the official decoder), so reduced
+        precision is re-enabled per encoder layer and per convolution."""
         regions: List[nn.Module] = []
         for name, child in self.named_children():
             if name == "transformer":
@@ -303,7 +303,13 @@ class MSDeformAttnPixelDecoder(PixelDecoder):
         encoder output of the lowest level (B, conv_dim, H/32, W/32),
         multi_scale_features: 3 maps (B, conv_dim, ., .), lowest resolution first)."""
         device_type = features[self.in_features[0]].device.type
-        with torch.autocast(device_type=device_type, enabled=False):  # deformable attn in fp32
+        if torch.is_autocast_enabled(device_type) and torch.get_autocast_dtype(device_type) == torch.bfloat16:
+            # bfloat16 autocast (SOLVER.AMP bfloat16) stays on: our deformable-attention kernels
+            # take half types and bfloat16 has float32's range (shapes training step 5 % faster)
+            return self._forward_features(features)
+        # float16: autocast off, as in the official decoder (its deformable attention had no half
+        # kernel; float16 activations of the encoder could overflow)
+        with torch.autocast(device_type=device_type, enabled=False):
             return self._forward_features(features)
 
     def _forward_features(self, features: Dict[str, Tensor]) -> PixelDecoderOutput:
