@@ -33,7 +33,7 @@ def cpu_has_fast_bfloat16() -> bool:
 
     ``MASK2FORMER_CPU_BF16=fast`` / ``slow`` decides by hand. Otherwise: AMX tiles (Intel Sapphire
     Rapids and newer) -> True; no AVX512-BF16 (bfloat16 emulated) -> False; AVX512-BF16 without
-    AMX -> measured once per process (``_bfloat16_matmul_speedup``, ~20 ms), because the same
+    AMX -> measured once per process (``_bfloat16_matmul_speedup``, ~0.1 s), because the same
     instruction set is fast on some CPUs and slow on others: an AMD EPYC Zen 4 ran the model's
     matmuls 2.5x and its convolutions 2x faster in bfloat16, a Xeon whose AMX the VM hid 1.0-2.0x
     slower (docs/performance.md). The measured margins are wide, so the 1.3x threshold gives the
@@ -44,9 +44,9 @@ def cpu_has_fast_bfloat16() -> bool:
         return choice == "fast"
     if choice not in ("", "auto"):
         raise ValueError(f"{CPU_BF16_ENV}={os.environ[CPU_BF16_ENV]!r}: expected 'fast', 'slow' or 'auto'")
-    if torch.cpu._is_amx_tile_supported():
+    if _cpu_feature("_is_amx_tile_supported"):
         return True
-    if not torch.cpu._is_avx512_bf16_supported():
+    if not _cpu_feature("_is_avx512_bf16_supported"):
         return False
     speedup = _bfloat16_matmul_speedup()
     _logger.info("bfloat16 matmul on this CPU (AVX512-BF16, no AMX): %.2fx the speed of float32 (%s)",
@@ -54,11 +54,18 @@ def cpu_has_fast_bfloat16() -> bool:
     return speedup >= 1.3
 
 
+def _cpu_feature(probe_name: str) -> bool:
+    """``torch.cpu.<probe_name>()``, False where this torch has no such probe."""
+    probe = getattr(torch.cpu, probe_name, None)
+    return bool(probe()) if probe is not None else False
+
+
 def _bfloat16_matmul_speedup(rounds: int = 7) -> float:
     """float32 time / bfloat16 time of a (2048, 256) @ (256, 256) matmul (the size class of the
     models' linears), medians of ``rounds`` interleaved timings on torch's current threads."""
-    a = torch.randn(2048, 256)
-    b = torch.randn(256, 256)
+    generator = torch.Generator().manual_seed(0)  # leaves the global random streams alone
+    a = torch.randn(2048, 256, generator=generator)
+    b = torch.randn(256, 256, generator=generator)
     pairs = ((a, b), (a.bfloat16(), b.bfloat16()))
     times: list = [[], []]
     with torch.no_grad():

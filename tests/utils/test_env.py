@@ -62,7 +62,11 @@ def test_unknown_environment_value_names_the_variable(monkeypatch):
         cpu_has_fast_bfloat16()
 
 
-def test_measured_speedup_is_a_ratio_of_real_timings():
+def test_measured_speedup_is_a_ratio_of_real_timings_and_leaves_the_random_stream_alone():
     # the real measurement on this CPU (whatever its bfloat16 support: emulated bfloat16 runs too)
+    torch.manual_seed(3)
+    expected_next = torch.rand(4)
+    torch.manual_seed(3)
     speedup = env._bfloat16_matmul_speedup(rounds=3)
     assert math.isfinite(speedup) and 0.01 < speedup < 100.0
+    assert torch.equal(torch.rand(4), expected_next)  # training's random stream is unchanged
