@@ -25,7 +25,7 @@ from ..modeling.build import build_model
 from ..modeling.test_time_augmentation import SemanticSegmentorWithTTA
 from ..solver import build_lr_scheduler, build_optimizer
 from ..utils import comm
-from ..utils.env import CPU_BF16_ENV, cpu_has_fast_bfloat16
+from ..utils.env import CPU_BF16_ENV, cpu_has_fast_bfloat16, module_device_type
 from ..utils.events import CommonMetricPrinter, JSONWriter, TensorboardXWriter
 from ..utils.logger import setup_logger
 from ..utils.memory import configure_cpu_memory
@@ -102,7 +102,7 @@ class DefaultTrainer(TrainerBase):
         if precision is None:
             raise ValueError(f"SOLVER.AMP.PRECISION must be 'float16' or 'bfloat16', "
                              f"got {cfg.SOLVER.AMP.PRECISION!r}")
-        device_type = next(model.parameters()).device.type
+        device_type = module_device_type(model)
         if device_type != "cuda" and precision == torch.float16:
             logger.warning("SOLVER.AMP with float16 needs CUDA; training on %s in float32 instead "
                            "(set SOLVER.AMP.PRECISION bfloat16 for CPU autocast).", device_type)

@@ -14,6 +14,7 @@ import torch
 from torch.nn.parallel import DataParallel, DistributedDataParallel
 
 from ..utils import comm
+from ..utils.env import module_device_type
 from ..utils.events import EventStorage, get_event_storage
 
 __all__ = ["HookBase", "TrainerBase", "SimpleTrainer", "AMPTrainer", "NonFiniteLossError"]
@@ -206,7 +207,7 @@ class AMPTrainer(SimpleTrainer):
             raise ValueError("AMPTrainer does not support DataParallel")
         super().__init__(model, data_loader, optimizer, gather_metric_period)
         self.precision = precision
-        self.device_type = _model_device_type(model)
+        self.device_type = module_device_type(model)
         if grad_scaler is None:
             enabled = precision == torch.float16 and self.device_type == "cuda"
             grad_scaler = torch.amp.GradScaler(self.device_type, enabled=enabled)
@@ -260,11 +261,6 @@ def _name_iteration_on_divergence(iteration: int):
         raise
     except FloatingPointError as err:
         raise NonFiniteLossError(f"Training diverged at iteration={iteration}: {err}") from err
-
-
-def _model_device_type(model: torch.nn.Module) -> str:
-    param = next(model.parameters(), None)
-    return param.device.type if param is not None else "cpu"
 
 
 def _sum_losses(loss_dict) -> torch.Tensor:

@@ -41,7 +41,7 @@ from typing import Any, List
 import torch
 from torch import nn
 
-from ..utils.env import cpu_has_fast_bfloat16
+from ..utils.env import cpu_has_fast_bfloat16, module_device_type
 
 logger = logging.getLogger(__name__)
 
@@ -85,8 +85,7 @@ class _AutocastRegion:
     def enter(self, module: nn.Module, args: Any) -> None:
         context = None
         if not module.training:
-            device = next((p.device.type for p in module.parameters()), "cpu")
-            context = torch.autocast(device_type=device, dtype=self.dtype)
+            context = torch.autocast(device_type=module_device_type(module), dtype=self.dtype)
             context.__enter__()
         self._stack().append(context)
 
@@ -175,7 +174,7 @@ def apply_execution_options(model: nn.Module, cfg) -> nn.Module:
     if cfg.MODEL.CHANNELS_LAST or cfg.MODEL.CHANNELS_LAST_TRAINING:
         channels_last_backbone(model, inference=cfg.MODEL.CHANNELS_LAST, training=cfg.MODEL.CHANNELS_LAST_TRAINING)
     if PRECISIONS[precision] != torch.float32:
-        on_cpu = next((p.device.type for p in model.parameters()), "cpu") == "cpu"
+        on_cpu = module_device_type(model) == "cpu"
         if on_cpu and PRECISIONS[precision] == torch.bfloat16 and not cpu_has_fast_bfloat16():
             logger.warning("MODEL.PRECISION bfloat16: bfloat16 matmuls are not faster than float32 on "
                            "this CPU (mask2former.utils.env.cpu_has_fast_bfloat16); float32 is the faster "

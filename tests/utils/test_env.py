@@ -70,3 +70,9 @@ def test_measured_speedup_is_a_ratio_of_real_timings_and_leaves_the_random_strea
     speedup = env._bfloat16_matmul_speedup(rounds=3)
     assert math.isfinite(speedup) and 0.01 < speedup < 100.0
     assert torch.equal(torch.rand(4), expected_next)  # training's random stream is unchanged
+
+
+def test_module_device_type_reads_the_first_parameter():
+    assert env.module_device_type(torch.nn.Linear(2, 2, device="meta")) == "meta"
+    assert env.module_device_type(torch.nn.Linear(2, 2)) == "cpu"
+    assert env.module_device_type(torch.nn.ReLU()) == "cpu"  # no parameters
